@@ -1,0 +1,66 @@
+"""Run a strategy on a signal frame in backtrader and collect equity, returns and trades."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import backtrader as bt
+import pandas as pd
+
+from backtests.costs import Costs
+from strategies import SignalFeed
+
+
+@dataclass
+class BacktestResult:
+    equity: pd.Series  # account value at each bar's close
+    trades: int
+    commission: float
+
+    @property
+    def returns(self) -> pd.Series:
+        return self.equity.pct_change().fillna(0.0)
+
+
+class EquityCurve(bt.Analyzer):
+    """Account value per bar, keyed by the bar's timestamp."""
+
+    def start(self) -> None:
+        self.values: dict[pd.Timestamp, float] = {}
+
+    def next(self) -> None:
+        self.values[pd.Timestamp(self.data.datetime.datetime(0))] = self.strategy.broker.getvalue()
+
+    def get_analysis(self) -> dict:
+        return self.values
+
+
+class CommissionPaid(bt.Analyzer):
+    def start(self) -> None:
+        self.total = 0.0
+
+    def notify_order(self, order: bt.Order) -> None:
+        if order.status == order.Completed:
+            self.total += order.executed.comm
+
+    def get_analysis(self) -> float:
+        return self.total
+
+
+def run_backtest(frame: pd.DataFrame, strategy: type[bt.Strategy], params: dict | None = None,
+                 costs: Costs | None = None, extra_feeds: dict[str, pd.DataFrame] | None = None) -> BacktestResult:
+    """Backtest ``strategy`` on ``frame`` (bars with ``forecast`` and ``p_up`` columns)."""
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False)
+    cerebro.adddata(SignalFeed(dataname=frame), name="signal")
+    for name, extra in (extra_feeds or {}).items():
+        cerebro.adddata(SignalFeed(dataname=extra), name=name)
+    cerebro.addstrategy(strategy, **(params or {}))
+    (costs or Costs()).apply(cerebro)
+    cerebro.addanalyzer(EquityCurve, _name="equity")
+    cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
+    cerebro.addanalyzer(CommissionPaid, _name="commission")
+    result = cerebro.run()[0]
+    equity = pd.Series(result.analyzers.equity.get_analysis(), name="equity", dtype=float)
+    trades = result.analyzers.trades.get_analysis()
+    return BacktestResult(equity, int(trades.get("total", {}).get("total", 0)),
+                          float(result.analyzers.commission.get_analysis()))

@@ -1,0 +1,227 @@
+"""The ``llmsignal`` command line: every stage alone, or the whole run.
+
+    llmsignal run [--data CSV] [--methods full,lora,adapter] [--base embedded|gpt2|PATH] [--quick]
+    llmsignal pretrain                          # rebuild the embedded base
+    llmsignal train --method lora               # one entry into the registry
+    llmsignal predict --entry eurusd-lora --out forecasts.csv
+    llmsignal backtest --predictions forecasts.csv --out runs/bt
+    llmsignal methods                           # the tuning methods and their trainable parameters
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from backtests.data import DataError  # noqa: E402
+from finetune.base import BaseModelError  # noqa: E402
+from finetune.methods import MethodError  # noqa: E402
+from models.registry import RegistryError  # noqa: E402
+from strategies import StrategyError  # noqa: E402
+
+USER_ERRORS = (DataError, MethodError, RegistryError, BaseModelError, StrategyError)
+
+
+def _key_values(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise MethodError(f"parameter {pair!r} is not of the form name=value")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _method_params(pairs: list[str]) -> dict[str, dict]:
+    """``--param lora.r=4`` (one method) or ``--param r=4`` (every method that takes r)."""
+    from finetune.methods import METHODS
+
+    per_method: dict[str, dict] = {}
+    for key, value in _key_values(pairs).items():
+        method, dot, name = key.rpartition(".")
+        targets = [method] if dot else [m for m, spec in METHODS.items() if name in spec.params or name == "lr"]
+        if not targets:
+            raise MethodError(f"no method takes parameter {name!r}")
+        for target in targets:
+            per_method.setdefault(target, {})[name] = value
+    return per_method
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="CSV of OHLC bars or a MetaTrader 5 export (default: bundled EURUSD H1)")
+    parser.add_argument("--base", default="embedded", help="embedded (default), gpt2, or a model folder")
+    parser.add_argument("--registry", type=Path, default=Path("registry"), help="registry folder")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, help="training steps per method (default 200; 6 with --quick)")
+    parser.add_argument("--test", type=float, default=0.2, help="fraction of bars in the test split")
+    parser.add_argument("--val", type=float, default=0.1, help="fraction of bars in the validation split")
+    parser.add_argument("--quick", action="store_true", help="the whole pipeline on tiny budgets")
+    parser.add_argument("--force", action="store_true", help="retrain even if the registry has the entry")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
+    parser.add_argument("--param", action="append", metavar="[METHOD.]NAME=VALUE",
+                        help="a method hyper-parameter, e.g. lora.r=4 (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmsignal", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="tune, forecast, backtest and compare")
+    _common(run)
+    run.add_argument("--methods", default="full,lora,adapter", help="comma-separated methods, or 'all'")
+    run.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder")
+    train = sub.add_parser("train", help="tune one method and store the entry in the registry")
+    _common(train)
+    train.add_argument("--method", required=True)
+    train.add_argument("--name", help="entry name (default: <data>-<method>)")
+    pre = sub.add_parser("pretrain", help="pretrain the embedded base on the offline corpus")
+    pre.add_argument("--steps", type=int, default=1200)
+    pre.add_argument("--out", type=Path, help="output folder (default: the package's embedded base)")
+    predict = sub.add_parser("predict", help="forecasts of a registry entry for the bars of a CSV")
+    predict.add_argument("--entry", required=True, help="NAME or NAME@VERSION")
+    predict.add_argument("--data")
+    predict.add_argument("--registry", type=Path, default=Path("registry"))
+    predict.add_argument("--start", help="first bar to forecast (default: the entry's test split start)")
+    predict.add_argument("--out", type=Path, required=True)
+    backtest = sub.add_parser("backtest", help="trade a predictions CSV and write metrics and a tearsheet")
+    backtest.add_argument("--predictions", type=Path, required=True)
+    backtest.add_argument("--data")
+    backtest.add_argument("--out", type=Path, required=True)
+    methods = sub.add_parser("methods", help="list the tuning methods")
+    methods.add_argument("--base", default="embedded")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args) or 0
+    except USER_ERRORS as err:
+        print(f"llmsignal: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmsignal: interrupted; the registry holds only complete entries (use --resume to continue)",
+              file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from backtests.run import RunConfig, run
+    from finetune.methods import METHODS
+
+    methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    params = _method_params(args.param)
+    config = RunConfig(data=args.data, methods=methods, base=args.base, registry=args.registry, out=args.out,
+                       quick=args.quick, seed=args.seed, steps=args.steps, test=args.test, val=args.val,
+                       method_params={m: p for m, p in params.items() if m in methods},
+                       force=args.force, resume=args.resume)
+    table = run(config)
+    print(table.drop(columns="entry").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nreport: {args.out / 'comparison.html'}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from backtests.data import load_bars, split_bars
+    from backtests.run import RunConfig
+    from backtests.training import train_entry
+    from finetune.base import load_base
+    from finetune.methods import make_method
+    from models.registry import Registry
+
+    method = make_method(args.method, **_method_params(args.param).get(args.method, {}))
+    config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps)
+    source = args.data or "backtesting.test/EURUSD.csv (EURUSD H1)"
+    split = split_bars(load_bars(args.data), args.test, args.val, config.context, source=source)
+    name = args.name or f"{Path(args.data).stem.lower() if args.data else 'eurusd'}-{method.name}"
+    entry, trained = train_entry(split, load_base(args.base), method, Registry(args.registry), name,
+                                 config.train_config(), source, config.context, args.force, args.resume)
+    print(f"{entry.ref} {'trained' if trained else 'already in the registry'}: {entry.path}")
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from finetune.base import EMBEDDED_DIR
+    from finetune.pretrain import PretrainConfig, pretrain
+
+    info = pretrain(args.out or EMBEDDED_DIR, PretrainConfig(steps=args.steps))
+    print(f"embedded base: {info['parameters']:,} parameters, held-out loss {info['heldout_loss']:.3f}, "
+          f"{len(info['corpus'])} corpus series, written to {args.out or EMBEDDED_DIR}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from backtests.data import load_bars
+    from models.predictor import Predictor
+    from models.registry import Registry
+
+    entry = Registry(args.registry).get(args.entry)
+    bars = load_bars(args.data)
+    start = pd.Timestamp(args.start or entry.metadata["split"]["test"][0])
+    position = int(bars.index.searchsorted(start))
+    if position >= len(bars):
+        raise DataError(f"{args.data or 'EURUSD'}: no bars on or after {start}")
+    frame = Predictor.from_entry(entry).predict(bars, max(position, entry.metadata["codec"]["context"]))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    frame.index.name = "timestamp"
+    frame.to_csv(args.out)
+    print(f"{len(frame)} forecasts of {entry.ref} written to {args.out}")
+    return 0
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from backtests.backtest import run_backtest
+    from backtests.costs import Costs
+    from backtests.data import load_bars
+    from backtests.metrics import forecast_error, trading_performance
+    from backtests.report import tearsheet
+    from strategies import ThresholdStrategy, signal_frame
+
+    if not args.predictions.exists():
+        raise DataError(f"{args.predictions}: no such file")
+    forecasts = pd.read_csv(args.predictions, index_col=0, parse_dates=[0])
+    missing = {"close", "forecast", "p_up"} - set(forecasts.columns)
+    if missing:
+        raise DataError(f"{args.predictions}: missing column(s) {', '.join(sorted(missing))}")
+    bars = load_bars(args.data)
+    result = run_backtest(signal_frame(bars, forecasts), ThresholdStrategy, {}, Costs())
+    metrics = {**forecast_error(forecasts), **trading_performance(result.equity), "trades": result.trades}
+    close = bars["close"].loc[result.equity.index]
+    args.out.mkdir(parents=True, exist_ok=True)
+    tearsheet(result.equity, Costs().cash * close / close.iloc[0], args.predictions.stem, args.out / "tearsheet.html")
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    result.equity.to_csv(args.out / "equity.csv")
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    from finetune.base import load_base
+    from finetune.methods import METHODS, UNSUPPORTED, count_trainable, get_model
+
+    base = load_base(args.base)
+    total = sum(p.numel() for p in base.model.parameters())
+    print(f"base {args.base}: {total:,} parameters\n")
+    print(f"{'method':<10} {'trainable':>12} {'share':>7}  description (hyper-parameters)")
+    for name, method in METHODS.items():
+        trainable = count_trainable(get_model(base.model, method)) if method.trainable else 0
+        params = ", ".join(f"{k}={v}" for k, v in {**method.params, "lr": method.lr}.items())
+        print(f"{name:<10} {trainable:>12,} {trainable / total:>7.2%}  {method.description} ({params})")
+    for name, why in UNSUPPORTED.items():
+        print(f"{name:<10} {'-':>12} {'-':>7}  not available: {why}")
+    return 0
+
+
+COMMANDS = {"run": _run, "train": _train, "pretrain": _pretrain, "predict": _predict, "backtest": _backtest,
+            "methods": _methods}

@@ -1,0 +1,105 @@
+"""The pretrained base: the project's embedded GPT-2, real GPT-2, or any local causal LM folder.
+
+    >>> base = load_base("embedded")          # shipped with the package
+    >>> base = load_base("gpt2")              # from the local Hugging Face cache, never downloaded
+    >>> base = load_base("/path/to/folder")   # saved with save_pretrained (model and tokenizer)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, PreTrainedTokenizerFast
+
+EMBEDDED = "embedded"
+EMBEDDED_DIR = Path(__file__).parent / "embedded_base"
+BASE_INFO_FILE = "llmsignal_base.json"
+SYMBOLS = [str(d) for d in range(10)] + [",", "+", "-", "."]
+
+
+class BaseModelError(ValueError):
+    """The requested base cannot be loaded."""
+
+
+@dataclass
+class Base:
+    """A loaded base model with its tokenizer and what is known about it."""
+
+    spec: str
+    model: torch.nn.Module
+    tokenizer: PreTrainedTokenizerFast
+    fingerprint: str
+    info: dict
+
+
+def embedded_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over digits and separators (one token per spaced symbol)."""
+    vocab = {tok: i for i, tok in enumerate(["<pad>", "<unk>", "<eos>", *SYMBOLS])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", unk_token="<unk>", eos_token="<eos>"
+    )
+
+
+def embedded_config(vocab_size: int, **overrides) -> GPT2Config:
+    """The embedded base's architecture: GPT-2, a few million parameters."""
+    settings = dict(n_positions=256, n_embd=192, n_layer=4, n_head=4, vocab_size=vocab_size,
+                    bos_token_id=2, eos_token_id=2, pad_token_id=0)
+    settings.update(overrides)
+    return GPT2Config(**settings)
+
+
+def _resolve(spec: str) -> tuple[str, bool]:
+    """The folder or hub id to load, and whether it may only come from the local cache."""
+    if spec == EMBEDDED:
+        if not (EMBEDDED_DIR / "config.json").exists():
+            raise BaseModelError(
+                f"the embedded base is missing from {EMBEDDED_DIR}; build it with `llmsignal pretrain`"
+            )
+        return str(EMBEDDED_DIR), True
+    path = Path(spec).expanduser()
+    if path.exists():
+        if not (path / "config.json").exists():
+            raise BaseModelError(f"base folder {path} has no config.json: save it with save_pretrained")
+        return str(path), True
+    if "/" in spec or spec.startswith((".", "~")):
+        raise BaseModelError(f"base folder {spec} does not exist")
+    return spec, True
+
+
+def load_base(spec: str = EMBEDDED) -> Base:
+    """Load a causal LM and its tokenizer; never reaches the network."""
+    source, local_only = _resolve(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        raise BaseModelError(f"base {spec!r} has no usable tokenizer ({_first_line(err)})") from None
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        raise BaseModelError(f"base {spec!r} is not a causal language model available offline "
+                             f"({_first_line(err)})") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    info_path = Path(source) / BASE_INFO_FILE
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    return Base(spec, model.float(), tokenizer, weights_fingerprint(model), info)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A short hash of a model's weights: entries check it to be sure they load on the base they were tuned on."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to(torch.float32).cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,0 +1,176 @@
+"""The training loop: random windows of digit text, next-token loss, cost recorded.
+
+Every method gets the same windows in the same order for a given seed, the same
+step budget and the same batch size; only its learning rate is its own.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from finetune.codec import TokenTable
+from finetune.methods import count_trainable
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 200
+    batch_size: int = 16
+    window: int = 49  # values per training window: context + the value to predict
+    seed: int = 0
+    warmup: int = 10
+    weight_decay: float = 0.0
+    checkpoint_every: int = 50
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    trainable_params: int
+    train_seconds: float
+    peak_memory_mb: float
+    final_loss: float
+    val_loss: float
+    tokens_per_second: float
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sample_windows(bins: np.ndarray, window: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` random windows of ``window`` consecutive bins."""
+    if len(bins) < window:
+        raise ValueError(f"{len(bins)} returns are fewer than one training window of {window}")
+    starts = rng.integers(0, len(bins) - window + 1, size=count)
+    return np.stack([bins[s:s + window] for s in starts])
+
+
+def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray], val_bins: list[np.ndarray],
+          config: TrainConfig, lr: float, desc: str = "train",
+          checkpoint: Callable[[int, dict], None] | None = None, resume: dict | None = None) -> TrainResult:
+    """Train ``model``'s trainable weights on windows drawn from the series in ``train_bins``.
+
+    ``checkpoint(step, state)`` is called every ``config.checkpoint_every`` steps
+    with what ``resume`` needs to continue from that step.
+    """
+    dev = device()
+    model.to(dev).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)
+    series = [b for b in train_bins if len(b) >= config.window]
+    weights = np.array([len(b) for b in series], dtype=float)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay) if params else None
+    schedule = _cosine(lr, config.warmup, config.steps)
+    start = 0
+    if resume:
+        model.load_state_dict(resume["model"], strict=False)
+        optimizer.load_state_dict(resume["optimizer"])
+        rng.bit_generator.state = resume["rng"]
+        start = resume["step"]
+    loss_value, tokens = float("nan"), 0
+    memory = PeakMemory(dev)
+    began = time.perf_counter()
+    with memory, tqdm(range(start, config.steps if params else start), desc=desc, unit="step",
+                      initial=start, total=config.steps, leave=False) as bar:
+        for step in bar:
+            pick = rng.choice(len(series), size=config.batch_size, p=weights / weights.sum())
+            batch = np.stack([sample_windows(series[i], config.window, 1, rng)[0] for i in pick])
+            ids = table.ids(batch).to(dev)
+            for group in optimizer.param_groups:
+                group["lr"] = schedule(step)
+            loss = model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value, tokens = loss.item(), tokens + ids.numel()
+            elapsed = time.perf_counter() - began
+            bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")
+            if checkpoint and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+                checkpoint(step + 1, {"model": {n: p.detach() for n, p in model.named_parameters()
+                                                if p.requires_grad},
+                                      "optimizer": optimizer.state_dict(),
+                                      "rng": rng.bit_generator.state, "step": step + 1})
+    seconds = time.perf_counter() - began
+    return TrainResult(
+        trainable_params=count_trainable(model), train_seconds=seconds, peak_memory_mb=memory.peak_mb,
+        final_loss=loss_value, val_loss=evaluate(model, table, val_bins, config),
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, table: TokenTable, bins: list[np.ndarray], config: TrainConfig) -> float:
+    """Mean next-token loss over non-overlapping windows of the held-out series."""
+    windows = [b[s:s + config.window] for b in bins for s in range(0, len(b) - config.window + 1, config.window)]
+    if not windows:
+        return float("nan")
+    model.eval()
+    dev = device()
+    losses = []
+    for i in range(0, len(windows), 64):
+        ids = table.ids(np.stack(windows[i:i + 64])).to(dev)
+        losses.append(model(input_ids=ids, labels=ids).loss.item() * len(ids))
+    return float(sum(losses) / len(windows))
+
+
+def _cosine(lr: float, warmup: int, steps: int) -> Callable[[int], float]:
+    def at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, steps - warmup)
+        return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return at
+
+
+class PeakMemory:
+    """Peak memory a block of work adds: CUDA allocator peak on a GPU, resident set growth on a CPU."""
+
+    def __init__(self, dev: torch.device, interval: float = 0.05) -> None:
+        self.dev, self.interval, self.peak_mb = dev, interval, 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.dev)
+            self._start = torch.cuda.memory_allocated(self.dev)
+        else:
+            self._start = _rss_bytes()
+            self._peak = self._start
+            self._thread = threading.Thread(target=self._watch, daemon=True)
+            self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def __exit__(self, *exc) -> None:
+        if self.dev.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.dev)
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, _rss_bytes())
+        self.peak_mb = (peak - self._start) / 2**20
+
+
+def _rss_bytes() -> int:
+    statm = Path("/proc/self/statm")
+    if statm.exists():
+        return int(statm.read_text().split()[1]) * 4096
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

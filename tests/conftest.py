@@ -1,0 +1,46 @@
+"""Small models and data so that the whole suite runs in minutes on two cores."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import GPT2LMHeadModel
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+torch.set_num_threads(2)
+
+from finetune.base import embedded_config, embedded_tokenizer  # noqa: E402
+
+
+def synthetic_bars(n: int = 600, seed: int = 1, start: str = "2020-01-01") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 1.1 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    index = pd.date_range(start, periods=n, freq="h", name="Date")
+    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.0005,
+                         "Low": np.minimum(open_, close) * 0.9995, "Close": close,
+                         "Volume": rng.integers(100, 1000, n)}, index=index)
+
+
+@pytest.fixture(scope="session")
+def tiny_base(tmp_path_factory) -> str:
+    """A two-layer GPT-2 with the embedded tokenizer, saved like the shipped base."""
+    path = tmp_path_factory.mktemp("tiny_base")
+    tokenizer = embedded_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(embedded_config(len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=192))
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture()
+def bars_csv(tmp_path) -> str:
+    path = tmp_path / "bars.csv"
+    synthetic_bars().to_csv(path)
+    return str(path)

@@ -1,0 +1,76 @@
+import json
+
+import pandas as pd
+import pytest
+
+from backtests.cli import main
+from backtests.report import COLUMNS
+
+
+@pytest.fixture(scope="module")
+def quick_run(tiny_base, tmp_path_factory):
+    from tests.conftest import synthetic_bars
+
+    folder = tmp_path_factory.mktemp("run")
+    data = folder / "bars.csv"
+    synthetic_bars(500).to_csv(data)
+    code = main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
+                 "--out", str(folder / "out"), "--methods", "full,lora,adapter"])
+    return code, folder, data
+
+
+def test_run_writes_the_output_contract(quick_run):
+    code, folder, _ = quick_run
+    assert code == 0
+    out = folder / "out"
+    table = pd.read_csv(out / "comparison.csv")
+    assert list(table.columns[:len(COLUMNS)]) == COLUMNS
+    assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar"]
+    llm = table[table["kind"] == "llm"].set_index("method")
+    assert llm.loc["full", "trainable_params"] > 10 * llm.loc["lora", "trainable_params"]
+    assert (llm["train_seconds"] > 0).all() and (llm["saved_mb"] > 0).all()
+    assert table.set_index("method").loc["naive", "mase"] == pytest.approx(1.0)
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert list(predictions.columns) == ["timestamp", "method", "close", "forecast", "p_up"]
+    assert predictions.groupby("method").size().nunique() == 1
+    for method in table["method"]:
+        assert method in (out / "tearsheets" / f"{method}.html").read_text()
+    page = (out / "comparison.html").read_text()
+    assert "data:image/png;base64" in page and "tearsheets/lora.html" in page
+    assert set(json.loads((out / "timings.json").read_text())) == {"data", "train", "predict", "backtest", "report"}
+
+
+def test_stages_run_alone_from_the_cli(quick_run, tmp_path, capsys):
+    _, folder, data = quick_run
+    preds = tmp_path / "lora.csv"
+    assert main(["predict", "--entry", "bars-lora", "--registry", str(folder / "reg"), "--data", str(data),
+                 "--out", str(preds)]) == 0
+    frame = pd.read_csv(preds, index_col=0, parse_dates=[0])
+    run_preds = pd.read_csv(folder / "out" / "predictions.csv", parse_dates=["timestamp"])
+    lora = run_preds[run_preds["method"] == "lora"].set_index("timestamp")
+    pd.testing.assert_series_equal(frame["forecast"], lora["forecast"], check_names=False, check_freq=False)
+    assert main(["backtest", "--predictions", str(preds), "--data", str(data), "--out", str(tmp_path / "bt")]) == 0
+    metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
+    assert metrics["mase"] == pytest.approx(pd.read_csv(folder / "out" / "comparison.csv")
+                                            .set_index("method").loc["lora", "mase"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "full,dora"], "unknown method 'dora'"),
+    (["--base", "/no/such/folder"], "does not exist"),
+    (["--data", "{missing}"], "no such file"),
+    (["--data", "{bad}"], "timestamps are not sorted"),
+])
+def test_bad_input_is_one_line_and_keeps_the_registry(quick_run, tmp_path, capsys, args, message):
+    _, folder, data = quick_run
+    bad = tmp_path / "bad.csv"
+    frame = pd.read_csv(data)
+    pd.concat([frame.iloc[:300], frame.iloc[310:], frame.iloc[300:310]]).to_csv(bad, index=False)
+    args = [a.format(missing=tmp_path / "missing.csv", bad=bad) for a in args]
+    before = sorted(p.relative_to(folder) for p in (folder / "reg").rglob("*") if ".cache" not in p.parts)
+    code = main(["run", "--quick", "--registry", str(folder / "reg"), "--out", str(tmp_path / "o"), *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("llmsignal: error:") and message in err[0]
+    after = sorted(p.relative_to(folder) for p in (folder / "reg").rglob("*") if ".cache" not in p.parts)
+    assert before == after
