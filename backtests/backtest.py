@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import backtrader as bt
 import pandas as pd
 
-from backtests.costs import Costs
-from strategies import SignalFeed
+from backtests.costs import Costs, swap_cash
+from strategies import LLMSignalStrategy, SignalFeed
 
 
 @dataclass
@@ -16,6 +16,7 @@ class BacktestResult:
     equity: pd.Series  # account value at each bar's close
     trades: int
     commission: float
+    swap: float = 0.0  # overnight financing as cash, negative = paid (not included in commission)
 
     @property
     def returns(self) -> pd.Series:
@@ -49,13 +50,25 @@ class CommissionPaid(bt.Analyzer):
 
 def run_backtest(frame: pd.DataFrame, strategy: type[bt.Strategy], params: dict | None = None,
                  costs: Costs | None = None, extra_feeds: dict[str, pd.DataFrame] | None = None) -> BacktestResult:
-    """Backtest ``strategy`` on ``frame`` (bars with ``forecast`` and ``p_up`` columns)."""
+    """Backtest ``strategy`` on ``frame`` (bars with ``forecast`` and ``p_up`` columns).
+
+    ``extra_feeds``: other forecasts on the same bars, seen by the strategy in
+    ``Signal.forecasts`` under their names (the first data is ``"signal"``).
+    ``costs`` sets the broker (spread, slippage, commission, margin, swap) and,
+    for an ``LLMSignalStrategy``, the lot step and minimum lot, unless
+    ``params`` sets ``lot_step`` or ``min_size`` itself.
+
+        result = run_backtest(frame, ThresholdStrategy, {"threshold_bps": 1.0}, Costs(swap_long_pips=-0.9))
+    """
+    costs = costs or Costs()
+    if isinstance(strategy, type) and issubclass(strategy, LLMSignalStrategy):
+        params = {**costs.sizing(), **(params or {})}
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=False)
     cerebro.adddata(SignalFeed(dataname=frame), name="signal")
     for name, extra in (extra_feeds or {}).items():
         cerebro.adddata(SignalFeed(dataname=extra), name=name)
     cerebro.addstrategy(strategy, **(params or {}))
-    (costs or Costs()).apply(cerebro)
+    costs.apply(cerebro)
     cerebro.addanalyzer(EquityCurve, _name="equity")
     cerebro.addanalyzer(bt.analyzers.TradeAnalyzer, _name="trades")
     cerebro.addanalyzer(CommissionPaid, _name="commission")
@@ -63,4 +76,4 @@ def run_backtest(frame: pd.DataFrame, strategy: type[bt.Strategy], params: dict 
     equity = pd.Series(result.analyzers.equity.get_analysis(), name="equity", dtype=float)
     trades = result.analyzers.trades.get_analysis()
     return BacktestResult(equity, int(trades.get("total", {}).get("total", 0)),
-                          float(result.analyzers.commission.get_analysis()))
+                          float(result.analyzers.commission.get_analysis()), swap_cash(cerebro.broker))

@@ -20,6 +20,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from backtests import cli_serve  # noqa: E402
 from backtests.data import DataError  # noqa: E402
 from finetune.base import BaseModelError  # noqa: E402
 from finetune.methods import MethodError  # noqa: E402
@@ -69,6 +70,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="a method hyper-parameter, e.g. lora.r=4 (repeatable)")
 
 
+def _strategy_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strategy", action="append", metavar="SPEC",
+                        help="ThresholdStrategy (default), ProbabilityStrategy, EnsembleStrategy, "
+                             "package.module:Class or path/to/file.py:Class; repeat for a method x strategy grid")
+    parser.add_argument("--strategy-param", action="append", default=[], metavar="[STRATEGY.]NAME=VALUE",
+                        help="a strategy parameter, e.g. threshold_bps=1 or ThresholdStrategy.threshold_bps=1")
+
+
+def _strategies(args: argparse.Namespace) -> list[tuple[str, type, dict]]:
+    """(label, class, params) for each --strategy; a parameter goes to every strategy named in its prefix."""
+    from backtests.strategy_loader import load_strategy, parse_param_pairs, strategy_params
+
+    chosen = []
+    pairs = parse_param_pairs(args.strategy_param)
+    for spec in args.strategy or ["ThresholdStrategy"]:
+        cls = load_strategy(spec)
+        mine = {name.rpartition(".")[2]: value for name, value in pairs.items()
+                if name.rpartition(".")[0] in ("", cls.__name__)}
+        chosen.append((cls.__name__, cls, strategy_params(cls, mine)))
+    return chosen
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmsignal", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -77,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--methods", default="full,lora,adapter", help="comma-separated methods, or 'all'")
     run.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder")
+    _strategy_flags(run)
     train = sub.add_parser("train", help="tune one method and store the entry in the registry")
     _common(train)
     train.add_argument("--method", required=True)
@@ -94,8 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--predictions", type=Path, required=True)
     backtest.add_argument("--data")
     backtest.add_argument("--out", type=Path, required=True)
+    _strategy_flags(backtest)
     methods = sub.add_parser("methods", help="list the tuning methods")
     methods.add_argument("--base", default="embedded")
+    cli_serve.add_parsers(sub)
     return parser
 
 
@@ -121,7 +147,7 @@ def _run(args: argparse.Namespace) -> int:
     config = RunConfig(data=args.data, methods=methods, base=args.base, registry=args.registry, out=args.out,
                        quick=args.quick, seed=args.seed, steps=args.steps, test=args.test, val=args.val,
                        method_params={m: p for m, p in params.items() if m in methods},
-                       force=args.force, resume=args.resume)
+                       strategies=_strategies(args), force=args.force, resume=args.resume)
     table = run(config)
     print(table.drop(columns="entry").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nreport: {args.out / 'comparison.html'}")
@@ -186,7 +212,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from backtests.data import load_bars
     from backtests.metrics import forecast_error, trading_performance
     from backtests.report import tearsheet
-    from strategies import ThresholdStrategy, signal_frame
+    from strategies import signal_frame
 
     if not args.predictions.exists():
         raise DataError(f"{args.predictions}: no such file")
@@ -195,7 +221,8 @@ def _backtest(args: argparse.Namespace) -> int:
     if missing:
         raise DataError(f"{args.predictions}: missing column(s) {', '.join(sorted(missing))}")
     bars = load_bars(args.data)
-    result = run_backtest(signal_frame(bars, forecasts), ThresholdStrategy, {}, Costs())
+    [(_, strategy, params)] = _strategies(args)[:1]
+    result = run_backtest(signal_frame(bars, forecasts), strategy, params, Costs())
     metrics = {**forecast_error(forecasts), **trading_performance(result.equity), "trades": result.trades}
     close = bars["close"].loc[result.equity.index]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -225,3 +252,4 @@ def _methods(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": _run, "train": _train, "pretrain": _pretrain, "predict": _predict, "backtest": _backtest,
             "methods": _methods}
+COMMANDS.update(cli_serve.COMMANDS)

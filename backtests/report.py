@@ -1,4 +1,7 @@
-"""Tearsheets and the comparison report: forecast error, P&L and cost side by side."""
+"""Tearsheets and the comparison page: forecast error, P&L, significance and cost side by side.
+
+The page is one self-contained HTML file (images embedded as PNG data URIs) that opens offline.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +21,13 @@ import pandas as pd  # noqa: E402
 
 from backtests.metrics import daily_returns  # noqa: E402
 
-COLUMNS = ["method", "kind", "mse", "mae", "mase", "directional_accuracy", "sharpe", "total_return",
-           "max_drawdown", "trades", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
-           "predict_ms_per_bar"]
+COLUMNS = ["method", "kind", "strategy", "mse", "mae", "mase", "directional_accuracy", "sharpe", "total_return",
+           "max_drawdown", "trades", "commission", "swap", "trainable_params", "train_seconds", "peak_memory_mb",
+           "saved_mb", "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_stat", "dm_pvalue", "da_ci_low",
+           "da_ci_high", "sharpe_ci_low", "sharpe_ci_high", "deflated_sharpe", "verdict"]
+LOWER_IS_BETTER = {"mse", "mae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
+                   "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_pvalue"}
+HIGHER_IS_BETTER = {"directional_accuracy", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
 
 
 @contextlib.contextmanager
@@ -37,14 +44,21 @@ def quiet():
             logger.setLevel(level)
 
 
-def tearsheet(equity: pd.Series, benchmark: pd.Series, title: str, path: Path) -> None:
-    """A quantstats HTML tearsheet of daily returns with buy-and-hold as benchmark."""
+def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str, path: Path) -> None:
+    """A quantstats HTML tearsheet of daily returns with buy-and-hold as benchmark.
+
+    Given a frame of equity curves (one column each), quantstats puts them side by side.
+    """
     import quantstats as qs
 
     returns, bench = daily_returns(equity), daily_returns(benchmark)
-    returns.name, bench.name = title, "buy & hold"
+    bench.name = "buy & hold"
+    if isinstance(returns, pd.Series):
+        returns.name = title
+    else:  # quantstats cannot align a column that never moves
+        returns = returns.loc[:, returns.std() > 0]
     path.parent.mkdir(parents=True, exist_ok=True)
-    if returns.std() == 0:  # quantstats cannot regress a flat curve on the benchmark
+    if returns.empty or (returns.std() == 0).all():  # quantstats cannot regress a flat curve on the benchmark
         path.write_text(f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
                         "<p>The strategy never held a position on these forecasts: no tearsheet.</p>")
         return
@@ -54,40 +68,130 @@ def tearsheet(equity: pd.Series, benchmark: pd.Series, title: str, path: Path) -
         plt.close("all")
 
 
-def equity_figure(curves: dict[str, pd.Series]) -> str:
-    """All equity curves (rebased to 1) in one PNG, as a base64 data URI."""
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    for name, equity in curves.items():
-        style = "--" if name == "buy & hold" else "-"
-        ax.plot(equity.index, equity / equity.iloc[0], style, label=name, linewidth=1.2)
-    ax.set_ylabel("equity (start = 1)")
-    ax.grid(alpha=0.3)
-    ax.legend(ncol=4, fontsize=8)
-    fig.autofmt_xdate()
+def _png(fig) -> str:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], settings: dict, warnings_: list[str]) -> str:
-    """One self-contained page: the comparison table, the equity curves and the run's settings."""
-    formatted = table.copy()
-    for column in formatted.columns:
-        if pd.api.types.is_float_dtype(formatted[column]):
-            formatted[column] = formatted[column].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-    links = {m: f'<a href="tearsheets/{m}.html">{m}</a>' for m in table["method"]}
-    formatted["method"] = formatted["method"].map(lambda m: links.get(m, m))
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in settings.items())
-    alerts = "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warnings_)
+def equity_figure(curves: dict[str, pd.Series]) -> str:
+    """Equity curves (rebased to 1) above their drawdowns, every method and baseline in one figure."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=[2, 1])
+    for name, equity in curves.items():
+        style = "--" if name == "buy & hold" else "-"
+        top.plot(equity.index, equity / equity.iloc[0], style, label=name, linewidth=1.1)
+        bottom.plot(equity.index, equity / equity.cummax() - 1, style, linewidth=0.9)
+    top.set_ylabel("equity (start = 1)")
+    bottom.set_ylabel("drawdown")
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    top.legend(ncol=5, fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def forecast_figure(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
+    """Forecast against actual next close on the last ``bars`` test bars."""
+    fig, ax = plt.subplots(figsize=(11, 4))
+    first = next(iter(forecasts.values())).iloc[-bars:]
+    ax.plot(first.index, first["close"].shift(-1), color="black", linewidth=1.6, label="actual next close")
+    for name, frame in forecasts.items():
+        ax.plot(frame.index[-bars:], frame["forecast"].iloc[-bars:], linewidth=0.9, label=name)
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=5, fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def cost_figure(table: pd.DataFrame) -> str:
+    """Trainable parameters and training seconds against MSE, one point per tuned method."""
+    tuned = table[table["kind"] == "llm"].drop_duplicates("method")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, column in zip(axes, ("trainable_params", "train_seconds"), strict=True):
+        ax.scatter(tuned[column].clip(lower=1), tuned["mse"])
+        for _, row in tuned.iterrows():
+            ax.annotate(row["method"], (max(row[column], 1), row["mse"]), fontsize=8)
+        naive = table.loc[table["method"] == "naive", "mse"]
+        if not naive.empty:
+            ax.axhline(naive.iloc[0], color="grey", linestyle="--", label="naive MSE")
+            ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(column.replace("_", " "))
+        ax.set_ylabel("MSE")
+        ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.4g}"
+    return html.escape(str(value))
+
+
+def metrics_table(table: pd.DataFrame) -> str:
+    """A sortable table; the best value of each metric column is marked."""
+    best = {}
+    for column in table.columns:
+        values = pd.to_numeric(table[column], errors="coerce")
+        if column in LOWER_IS_BETTER and values.notna().any():
+            best[column] = values.min()
+        elif column in HIGHER_IS_BETTER and values.notna().any():
+            best[column] = values.max()
+    head = "".join(f"<th onclick=\"sortBy(this)\">{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for _, row in table.iterrows():
+        cells = []
+        for column in table.columns:
+            text = _cell(row[column])
+            if column == "method" and "key" in row:
+                text = f'<a href="tearsheets/{html.escape(row["key"])}.html">{text}</a>'
+            mark = ' class="best"' if column in best and row[column] == best[column] else ""
+            cells.append(f"<td{mark}>{text}</td>")
+        body.append(f"<tr class=\"{row['kind']}\">{''.join(cells)}</tr>")
+    return f'<table id="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def pretraining_html(answer: dict | None) -> str:
+    if answer is None:
+        return ("<p>Add <code>scratch</code> to <code>--methods</code> to compare the pretrained base with the "
+                "same model trained from random weights.</p>")
+    rows = answer["rows"].reset_index().to_html(index=False, float_format=lambda v: f"{v:.4g}")
+    tests = "".join(f"<li>{answer['best']} vs {c['rival']}: MSE ratio {c['mse_ratio']:.3f}, DM p-value "
+                    f"{c['p_value']:.3g}</li>" for c in answer["compared"])
+    return f"<p><strong>{html.escape(answer['sentence'])}</strong></p>{rows}<ul>{tests}</ul>"
+
+
+SORT_SCRIPT = """<script>
+function sortBy(th){const t=th.closest('table'),i=[...th.parentNode.children].indexOf(th),b=t.tBodies[0];
+const up=th.dataset.dir!=='asc';th.dataset.dir=up?'asc':'desc';
+[...b.rows].sort((x,y)=>{const a=x.cells[i].innerText,c=y.cells[i].innerText,n=parseFloat(a),m=parseFloat(c);
+const r=(isNaN(n)||isNaN(m))?a.localeCompare(c):n-m;return up?r:-r;}).forEach(r=>b.appendChild(r));}
+</script>"""
+
+
+def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts: dict[str, pd.DataFrame],
+                    settings: dict, alerts: list[str], pretraining: dict | None) -> str:
+    """The comparison page: table, pretraining answer, charts, settings."""
+    settings_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
+                            for k, v in settings.items())
+    warns = "".join(f'<p class="warn">Warning: {html.escape(w)}</p>' for w in alerts)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>llmsignal comparison</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}.warn{{color:#a00;font-weight:bold}}</style></head>
-<body><h1>llmsignal: tuning methods compared</h1>{alerts}
-<p>Forecast error is on next-close forecasts over the test bars; MASE below 1 beats the naive last-value
-forecast. P&amp;L is the strategy trading each forecast with the costs below. Rows of kind
-<em>baseline</em> are not language models.</p>
-{formatted.to_html(index=False, escape=False)}
-<h2>Equity curves</h2><img src="{equity_figure(curves)}" alt="equity curves">
-<h2>Settings</h2><table>{rows}</table></body></html>"""
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{cursor:pointer;background:#f4f4f4}}
+td.best{{font-weight:bold;background:#e3f5e1}}tr.baseline td{{color:#555;font-style:italic}}
+.warn{{color:#a00;font-weight:bold}}</style>{SORT_SCRIPT}</head>
+<body><h1>llmsignal: tuning methods compared</h1>{warns}
+<p>Each row is one tuned model (kind <em>llm</em>) or a baseline forecaster, scored on the same test bars.
+Forecast error is of the next close; MASE below 1 beats the naive last-value forecast. <em>dm_stat</em> and
+<em>dm_pvalue</em> are the Diebold–Mariano test against naive (negative = more accurate). Intervals are 95%
+block-bootstrap; <em>deflated_sharpe</em> is the probability that the Sharpe ratio beats the best of all the
+configurations in this run by luck alone. P&amp;L comes from the strategy trading each forecast with the costs
+below. Best value per column in green; click a header to sort; a method's name links to its tearsheet
+(<a href="tearsheets/all.html">all methods side by side</a>).</p>
+{metrics_table(table)}
+<h2>Does pretraining help?</h2>{pretraining_html(pretraining)}
+<h2>Equity and drawdown</h2><img src="{equity_figure(curves)}" alt="equity curves">
+<h2>Forecast against actual (end of the test period)</h2><img src="{forecast_figure(forecasts)}" alt="forecasts">
+<h2>Cost against error</h2><img src="{cost_figure(table)}" alt="cost against error">
+<h2>Settings</h2><table>{settings_rows}</table></body></html>"""

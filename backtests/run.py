@@ -18,21 +18,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from backtests.backtest import run_backtest
 from backtests.baselines import BASELINES
 from backtests.costs import Costs
-from backtests.data import load_bars, split_bars
-from backtests.metrics import forecast_error, trading_performance
+from backtests.data import Split, load_bars, split_bars
+from backtests.evaluation import evaluate, pretraining_question, significance
 from backtests.report import COLUMNS, comparison_html, tearsheet
 from backtests.training import train_entry
-from finetune.base import load_base
-from finetune.methods import make_method
+from finetune.base import Base, load_base, seen_by_base
+from finetune.methods import Method, make_method
 from finetune.train import TrainConfig
 from models.predictor import cached_predictions
-from models.registry import Registry
-from strategies import ThresholdStrategy, signal_frame
+from models.registry import Entry, Registry
+from strategies import EnsembleStrategy, ThresholdStrategy
 
-DEFAULT_METHODS = ["full", "lora", "adapter"]
+DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
 
 
 @dataclass
@@ -50,8 +49,8 @@ class RunConfig:
     val: float = 0.1
     context: int = 48
     method_params: dict[str, dict] = field(default_factory=dict)
-    strategy: type = ThresholdStrategy
-    strategy_params: dict = field(default_factory=dict)
+    strategies: list[tuple[str, type, dict]] = field(
+        default_factory=lambda: [("ThresholdStrategy", ThresholdStrategy, {})])
     costs: Costs = field(default_factory=Costs)
     force: bool = False
     resume: bool = False
@@ -70,12 +69,14 @@ class Timings(dict):
         self[name] = self.get(name, 0.0) + time.perf_counter() - began
 
 
-def evaluate(name: str, kind: str, predictions: pd.DataFrame, bars: pd.DataFrame, config: RunConfig):
-    """Forecast error and the strategy's P&L for one set of test-bar forecasts."""
-    result = run_backtest(signal_frame(bars, predictions), config.strategy, config.strategy_params, config.costs)
-    row = {"method": name, "kind": kind, **forecast_error(predictions), **trading_performance(result.equity),
-           "trades": result.trades}
-    return row, result.equity
+@dataclass
+class Forecaster:
+    """One row source of the comparison: a tuned entry or a baseline, with its test-bar forecasts."""
+
+    name: str
+    kind: str
+    forecasts: pd.DataFrame
+    cost: dict = field(default_factory=dict)
 
 
 def run(config: RunConfig) -> pd.DataFrame:
@@ -87,63 +88,85 @@ def run(config: RunConfig) -> pd.DataFrame:
         source = config.data or "backtesting.test/EURUSD.csv (EURUSD H1)"
         split = split_bars(bars, config.test, config.val, config.context, source=source)
         base = load_base(config.base)
-    registry = Registry(config.registry)
-    train_config = config.train_config()
-    stem = Path(config.data).stem.lower() if config.data else "eurusd"
-    rows, curves, predictions = [], {}, []
-    for method in methods:
-        with timings.stage("train"):
-            entry, trained = train_entry(split, base, method, registry, f"{stem}-{method.name}", train_config,
-                                         source, config.context, force=config.force, resume=config.resume)
-        with timings.stage("predict"):
-            forecasts, ms_per_bar = cached_predictions(entry, split.bars, split.test_start,
-                                                       registry.root / ".cache")
-        with timings.stage("backtest"):
-            row, curves[method.name] = evaluate(method.name, "llm", forecasts, split.test, config)
-        cost = entry.metadata["cost"]
-        row.update({k: cost[k] for k in ("trainable_params", "train_seconds", "peak_memory_mb", "saved_mb")},
-                   predict_ms_per_bar=ms_per_bar, entry=entry.ref)
-        rows.append(row)
-        predictions.append(forecasts.assign(method=method.name))
-        _summary(row, trained)
+        seen = seen_by_base(base, split.test["close"])
+    for warning in seen:
+        print(f"llmsignal: warning: {warning}", file=sys.stderr)
+    forecasters = [_tuned(split, base, method, config, source, timings) for method in methods]
+    forecasters += [Forecaster(name, "baseline", baseline(split)) for name, baseline in BASELINES.items()]
+    rows, equities = [], {}
     with timings.stage("backtest"):
-        for name, baseline in BASELINES.items():
-            forecasts = baseline(split)
-            row, curves[name] = evaluate(name, "baseline", forecasts, split.test, config)
-            rows.append(row)
-            predictions.append(forecasts.assign(method=name))
-    table = pd.DataFrame(rows).reindex(columns=[*COLUMNS, "entry"])
+        for label, strategy, params in config.strategies:
+            for forecaster in forecasters:
+                key = forecaster.name if len(config.strategies) == 1 else f"{forecaster.name}-{label}"
+                others = {f.name: f.forecasts for f in forecasters if f.kind == "llm" and f is not forecaster}
+                row, equities[key] = evaluate(forecaster.name, forecaster.kind, forecaster.forecasts, split.test,
+                                              strategy, params, config.costs,
+                                              others if issubclass(strategy, EnsembleStrategy) else None)
+                rows.append({**row, **forecaster.cost, "strategy": label, "key": key})
+                if forecaster.kind == "llm":
+                    _summary(rows[-1])
+        significance(rows, {f.name: f.forecasts for f in forecasters}, equities)
+    table = pd.DataFrame(rows).reindex(columns=[*COLUMNS, "entry", "key"])
     with timings.stage("report"):
-        _write(config, table, curves, predictions, split, base)
+        _write(config, table, equities, forecasters, split, base, seen)
     (config.out / "timings.json").write_text(json.dumps(timings, indent=2))
-    return table
+    return table.drop(columns="key")
 
 
-def _summary(row: dict, trained: bool) -> None:
+def _tuned(split: Split, base: Base, method: Method, config: RunConfig, source: str, timings: Timings) -> Forecaster:
+    registry = Registry(config.registry)
+    stem = Path(config.data).stem.lower() if config.data else "eurusd"
+    with timings.stage("train"):
+        entry, trained = train_entry(split, base, method, registry, f"{stem}-{method.name}", config.train_config(),
+                                     source, config.context, force=config.force, resume=config.resume)
+    with timings.stage("predict"):
+        forecasts, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, registry.root / ".cache")
+        cost = {k: entry.metadata["cost"][k] for k in ("trainable_params", "train_seconds", "peak_memory_mb",
+                                                        "saved_mb")}
+        cost.update(predict_ms_per_bar=ms_per_bar, predict_ms_per_bar_merged=_merged_latency(entry, split),
+                    entry=entry.ref, trained_now=trained)
+    return Forecaster(method.name, "llm", forecasts, cost)
+
+
+def _merged_latency(entry: Entry, split: Split) -> float:
+    """Prediction time per bar with LoRA/IA3 folded into the base (NaN for methods that cannot merge)."""
+    if entry.metadata["method"] not in ("lora", "ia3"):
+        return float("nan")
+    return cached_predictions(entry, split.bars, split.test_start, Path(entry.path).parents[1] / ".cache",
+                              merge=True)[1]
+
+
+def _summary(row: dict) -> None:
     print(f"{row['method']:>10}: MASE {row['mase']:.3f}  direction {row['directional_accuracy']:.1%}  "
           f"Sharpe {row['sharpe']:+.2f}  return {row['total_return']:+.2%}  trades {row['trades']}  "
           f"{row['trainable_params']:,} trainable  {row['train_seconds']:.0f}s"
-          f"{'' if trained else ' (from registry)'}", file=sys.stderr)
+          f"{'' if row['trained_now'] else ' (from registry)'}", file=sys.stderr)
 
 
-def _write(config: RunConfig, table: pd.DataFrame, curves: dict, predictions: list, split, base) -> None:
+def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: list[Forecaster], split: Split,
+           base: Base, warnings: list[str]) -> None:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     close = split.test["close"]
     benchmark = config.costs.cash * close / close.iloc[0]
-    for name, equity in curves.items():
-        tearsheet(equity, benchmark, f"{name} ({config.strategy.__name__})", out / "tearsheets" / f"{name}.html")
-    table.to_csv(out / "comparison.csv", index=False)
-    frame = pd.concat(predictions)
+    for (key, equity), (_, row) in zip(equities.items(), table.iterrows(), strict=True):
+        tearsheet(equity, benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html")
+    tearsheet(pd.DataFrame(equities), benchmark, "all methods", out / "tearsheets" / "all.html")
+    table.drop(columns="key").to_csv(out / "comparison.csv", index=False)
+    frame = pd.concat([f.forecasts.assign(method=f.name) for f in forecasters])
     frame.index.name = "timestamp"
     frame.reset_index()[["timestamp", "method", "close", "forecast", "p_up"]].to_csv(out / "predictions.csv",
                                                                                      index=False)
-    settings = {"data": config.data or "EURUSD H1 (backtesting package)", **{f"{k} split": " → ".join(v)
-                for k, v in split.dates().items()}, "base": f"{base.spec} ({base.fingerprint})",
-                "strategy": f"{config.strategy.__name__} {config.strategy_params}",
-                "train steps": config.train_config().steps, "batch size": config.train_config().batch_size,
-                "seed": config.seed, **{f"cost: {k}": v for k, v in config.costs.to_dict().items()}}
-    page = comparison_html(table.drop(columns="entry"), {**curves, "buy & hold": benchmark}, settings, [])
+    train = config.train_config()
+    settings = {"data": config.data or "EURUSD H1 (backtesting package)",
+                **{f"{k} split": " → ".join(v) for k, v in split.dates().items()},
+                "base": f"{base.spec} ({base.fingerprint})",
+                "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
+                "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
+                **{f"cost: {k}": v for k, v in config.costs.describe().items()}}
+    forecasts = {f.name: f.forecasts for f in forecasters}
+    page = comparison_html(table, {**equities, "buy & hold": benchmark}, forecasts, settings, warnings,
+                           pretraining_question(table, forecasts))
     (out / "comparison.html").write_text(page)
 
 

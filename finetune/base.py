@@ -12,13 +12,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, PreTrainedTokenizerFast
 
+from finetune.corpus import FINGERPRINT_WINDOW, window_fingerprints
+
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "embedded_base"
 BASE_INFO_FILE = "llmsignal_base.json"
+CORPUS_WINDOWS_FILE = "corpus_windows.npz"
 SYMBOLS = [str(d) for d in range(10)] + [",", "+", "-", "."]
 
 
@@ -35,6 +40,7 @@ class Base:
     tokenizer: PreTrainedTokenizerFast
     fingerprint: str
     info: dict
+    path: Path | None = None  # the folder it was loaded from (None for a hub id)
 
 
 def embedded_tokenizer() -> PreTrainedTokenizerFast:
@@ -78,18 +84,19 @@ def load_base(spec: str = EMBEDDED) -> Base:
     source, local_only = _resolve(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, TypeError, KeyError) as err:
         raise BaseModelError(f"base {spec!r} has no usable tokenizer ({_first_line(err)})") from None
     try:
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, TypeError, KeyError) as err:
         raise BaseModelError(f"base {spec!r} is not a causal language model available offline "
                              f"({_first_line(err)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     info_path = Path(source) / BASE_INFO_FILE
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    return Base(spec, model.float(), tokenizer, weights_fingerprint(model), info)
+    folder = Path(source) if Path(source).exists() else None
+    return Base(spec, model.float(), tokenizer, weights_fingerprint(model), info, folder)
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -103,3 +110,25 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
 
 def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def seen_by_base(base: Base, closes: pd.Series) -> list[str]:
+    """Warnings naming each pretraining series that shares bars with ``closes``, and the shared dates.
+
+    Bars are matched by fingerprints of runs of returns (``corpus.window_fingerprints``), not by file
+    names, so a renamed or rescaled copy of a corpus series is still caught.
+    """
+    path = base.path / CORPUS_WINDOWS_FILE if base.path else None
+    if path is None or not path.exists() or len(closes) <= FINGERPRINT_WINDOW:
+        return []
+    windows = window_fingerprints(closes.to_numpy())
+    found = []
+    with np.load(path) as corpus:
+        for name in corpus.files:
+            shared = np.flatnonzero(np.isin(windows, corpus[name]))
+            if shared.size:
+                first, last = closes.index[shared[0]], closes.index[shared[-1] + FINGERPRINT_WINDOW]
+                found.append(f"the base {base.spec!r} was pretrained on series {name!r}, which shares "
+                             f"{shared.size + FINGERPRINT_WINDOW} evaluation bars with this data ({first} to {last}); "
+                             "its results on these bars are not out-of-sample")
+    return found

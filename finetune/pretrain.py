@@ -20,12 +20,10 @@ import numpy as np
 import torch
 from transformers import GPT2LMHeadModel
 
-from finetune.base import BASE_INFO_FILE, embedded_config, embedded_tokenizer
+from finetune.base import BASE_INFO_FILE, CORPUS_WINDOWS_FILE, embedded_config, embedded_tokenizer
 from finetune.codec import TOKENS_PER_VALUE, PriceCodec, TokenTable
 from finetune.corpus import Series, bundled_series, synthetic_series, window_fingerprints
 from finetune.train import TrainConfig, train
-
-CORPUS_WINDOWS_FILE = "corpus_windows.npz"
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
         model.load_state_dict(resume["model"], strict=False)
         optimizer.load_state_dict(resume["optimizer"])
         rng.bit_generator.state = resume["rng"]
+        torch.set_rng_state(resume["torch_rng"])
         start = resume["step"]
     loss_value, tokens = float("nan"), 0
     memory = PeakMemory(dev)
@@ -103,7 +104,8 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
                 checkpoint(step + 1, {"model": {n: p.detach() for n, p in model.named_parameters()
                                                 if p.requires_grad},
                                       "optimizer": optimizer.state_dict(),
-                                      "rng": rng.bit_generator.state, "step": step + 1})
+                                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                                      "step": step + 1})
     seconds = time.perf_counter() - began
     return TrainResult(
         trainable_params=count_trainable(model), train_seconds=seconds, peak_memory_mb=memory.peak_mb,

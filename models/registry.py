@@ -4,14 +4,23 @@
       eurusd-lora/
         1/  metadata.json  weights.safetensors
         2/  ...
+        .removed-3         # a tombstone: version 3 was removed and is never reused
+      index.sqlite         # a query index over every metadata.json, rebuilt when missing or stale
 
     >>> registry = Registry("registry")
     >>> entry = registry.save("eurusd-lora", {"weights.safetensors": path}, metadata)
     >>> registry.get("eurusd-lora@1").metadata["method"]
+    >>> registry.list_rows()          # name, version, method, ..., status for every version
+    >>> registry.export("eurusd-lora@1", "out/eurusd-lora")   # a folder another machine imports
+    >>> registry.import_("out/eurusd-lora")                    # a new version, hashes checked
+    >>> registry.remove("eurusd-lora@1")                       # or "eurusd-lora" for every version
 
 An entry appears in one ``rename`` of a fully written folder, so an interrupted
 write leaves no entry that loads; versions never change once written. A lock file
-serialises writers so that two runs cannot take the same version.
+serialises writers so that two runs cannot take the same version, and a removed
+version leaves a tombstone so that ``name@N`` never names two different models
+(prediction caches are keyed by it). The folders and their ``metadata.json`` are the
+truth; ``index.sqlite`` is only a cache of them, so it may be deleted at any time.
 """
 
 from __future__ import annotations
@@ -19,15 +28,28 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
+import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 METADATA = "metadata.json"
+INDEX = "index.sqlite"
+TOMBSTONE = ".removed-"
+KEY_METRICS = ("mase", "directional_accuracy", "sharpe")
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    name TEXT NOT NULL, version INTEGER NOT NULL, stamp TEXT NOT NULL,
+    method TEXT, base TEXT, data TEXT, created TEXT, metadata TEXT, error TEXT,
+    PRIMARY KEY (name, version))
+"""
 
 
 class RegistryError(ValueError):
@@ -62,26 +84,112 @@ class Registry:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    def save(self, name: str, files: dict[str, Path], metadata: dict) -> Entry:
-        """Write a new version of ``name`` holding copies of ``files`` and ``metadata``."""
-        if not name or "/" in name or "@" in name or name.startswith("."):
-            raise RegistryError(f"invalid entry name {name!r}: use letters, digits, '-' and '_'")
+    def save(self, name: str, files: dict[str, Path], metadata: dict,
+             expected: dict[str, str] | None = None) -> Entry:
+        """Write a new version of ``name`` holding copies of ``files`` and ``metadata``.
+
+        ``expected`` (file name -> sha256) refuses the write unless the copies hash to it.
+        """
+        _check_name(name)
+        for target in files:
+            _check_file_name(target)
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
             for target, source in files.items():
                 shutil.copyfile(source, staging / target)
             hashes = {target: file_sha256(staging / target) for target in files}
+            for target, digest in (expected or {}).items():
+                if hashes.get(target) != digest:
+                    raise RegistryError(f"cannot save {name}: {target} does not match its expected hash")
             with self._lock():
-                version = max(self.versions(name), default=0) + 1
+                version = max(self.versions(name) + self._removed_versions(name), default=0) + 1
                 full = {**metadata, "name": name, "version": version, "files": hashes,
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
                 (staging / METADATA).write_text(json.dumps(full, indent=2, default=str))
                 (self.root / name).mkdir(exist_ok=True)
                 staging.rename(self.root / name / str(version))
+                self._sync_index_quietly()
             return Entry(name, version, self.root / name / str(version), full)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def remove(self, ref: str) -> list[str]:
+        """Remove ``name@version``, or every version of ``name``; returns the refs removed.
+
+        Each version folder leaves the registry in one rename (into a hidden trash folder
+        that is then deleted) and leaves a tombstone, so its number is never given again.
+        Corrupted versions (unreadable metadata, bad hashes) can be removed too.
+        """
+        name, at, version = ref.partition("@")
+        if at and not version:  # "name@" is a slip, not a request to remove every version
+            raise RegistryError(f"{ref!r}: give a version after '@', or the bare name to remove every version")
+        with self._lock():
+            versions = self.versions(name)
+            if not versions or (version and (not version.isdigit() or int(version) not in versions)):
+                self.get(ref)  # raises the usual "no entry named ..." / "has no version ..." error
+            removed = [int(version)] if version else versions
+            for number in removed:
+                self._remove_version(name, number)
+            self._sync_index_quietly()
+        return [f"{name}@{number}" for number in removed]
+
+    def export(self, ref: str, path: str | Path) -> Entry:
+        """Write the entry's files and metadata into the folder ``path`` (new, or empty) for ``import_``."""
+        entry = self.get(ref)
+        entry.verify()  # never ship a corrupted entry: the importer would only refuse it
+        path = Path(path)
+        if path.exists() and not (path.is_dir() and not any(path.iterdir())):
+            raise RegistryError(f"cannot export {entry.ref} to {path}: it exists and is not an empty folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=path.parent))
+        try:
+            for name in entry.metadata.get("files", {}):
+                shutil.copyfile(entry.file(name), staging / name)
+            shutil.copyfile(entry.file(METADATA), staging / METADATA)
+            staging.chmod(0o755)  # mkdtemp makes it private; an export is meant to be copied and shared
+            os.replace(staging, path)  # the export appears whole or not at all
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return entry
+
+    def import_(self, path: str | Path, name: str | None = None) -> Entry:
+        """Store an exported folder as a new version of its name (or ``name``), checking every file's hash."""
+        path = Path(path)
+        try:
+            metadata = json.loads((path / METADATA).read_text())
+        except FileNotFoundError:
+            raise RegistryError(f"{path} is not an exported entry: it has no {METADATA}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RegistryError(f"{path / METADATA} is unreadable: {err}") from None
+        if not isinstance(metadata, dict) or not isinstance(metadata.get("files"), dict) or "name" not in metadata:
+            raise RegistryError(f"{path / METADATA} is not an entry's metadata (no name or files)")
+        expected = metadata["files"]
+        for file_name, digest in expected.items():
+            _check_file_name(file_name)
+            if not (path / file_name).is_file():
+                raise RegistryError(f"cannot import {path}: {file_name} is missing")
+            if file_sha256(path / file_name) != digest:
+                raise RegistryError(f"cannot import {path}: {file_name} does not match its hash "
+                                    "(corrupted in transit?)")
+        origin = {"ref": f"{metadata['name']}@{metadata.get('version')}", "created": metadata.get("created"),
+                  "path": str(path.resolve())}
+        kept = {k: v for k, v in metadata.items() if k not in ("name", "version", "files", "created")}
+        return self.save(name or str(metadata["name"]), {f: path / f for f in expected},
+                         {**kept, "imported_from": origin}, expected=expected)
+
+    def list_rows(self, verify: bool = True) -> list[dict]:
+        """One row per version, from the index: name, version, method, base, data, created, key metrics, status.
+
+        ``status`` is "ok", or "corrupted: <why>" when the metadata is unreadable or a file fails
+        ``Entry.verify`` (which reads every file: pass ``verify=False`` for "unverified" and speed).
+        """
+        if not self.root.is_dir():
+            return []
+        with closing(self._synced_index()) as db:
+            records = db.execute("SELECT name, version, method, base, data, created, metadata, error FROM entries "
+                                 "ORDER BY name, version").fetchall()
+        return [self._row(*record, verify=verify) for record in records]
 
     def versions(self, name: str) -> list[int]:
         folder = self.root / name
@@ -94,7 +202,7 @@ class Registry:
         name, _, version = ref.partition("@")
         versions = self.versions(name)
         if not versions:
-            known = ", ".join(sorted(e.name for e in self.latest_entries())) or "none"
+            known = ", ".join(self.names()) or "none"
             raise RegistryError(f"no entry named {name!r} in registry {self.root} (entries: {known})")
         if version and (not version.isdigit() or int(version) not in versions):
             raise RegistryError(f"entry {name!r} has no version {version!r} in {self.root} (versions: {versions})")
@@ -105,6 +213,13 @@ class Registry:
         except json.JSONDecodeError as err:
             raise RegistryError(f"entry {name}@{chosen} has unreadable metadata ({path / METADATA}: {err})") from None
         return Entry(name, chosen, path, metadata)
+
+    def names(self) -> list[str]:
+        """Names with at least one version (read from the folders: one unreadable entry must not hide the rest)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and self.versions(p.name))
 
     def entries(self) -> Iterator[Entry]:
         if not self.root.is_dir():
@@ -120,6 +235,109 @@ class Registry:
             latest[entry.name] = entry
         return list(latest.values())
 
+    def _remove_version(self, name: str, version: int) -> None:
+        """Called under the lock: the folder goes in one rename, then a tombstone keeps its number taken."""
+        path = self.root / name / str(version)
+        try:
+            files = json.loads((path / METADATA).read_text()).get("files", {})
+        except (OSError, ValueError, AttributeError):
+            files = {}  # a corrupted entry is still removable; its tombstone just has no hashes
+        trash = Path(tempfile.mkdtemp(prefix=".trash-", dir=self.root))
+        path.rename(trash / "entry")
+        tombstone = {"removed": datetime.now(timezone.utc).isoformat(timespec="seconds"), "files": files}
+        _write_atomic(self.root / name / f"{TOMBSTONE}{version}", json.dumps(tombstone))
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _removed_versions(self, name: str) -> list[int]:
+        folder = self.root / name
+        if not folder.is_dir():
+            return []
+        suffixes = (p.name[len(TOMBSTONE):] for p in folder.iterdir() if p.name.startswith(TOMBSTONE))
+        return [int(s) for s in suffixes if s.isdigit()]
+
+    def _row(self, name: str, version: int, method: str | None, base: str | None, data: str | None,
+             created: str | None, metadata: str | None, error: str | None, verify: bool) -> dict:
+        meta = json.loads(metadata) if metadata else {}
+        metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+        status = f"corrupted: {error}" if error else "ok" if verify else "unverified"
+        if verify and not error:
+            try:
+                Entry(name, version, self.root / name / str(version), meta).verify()
+            except RegistryError as err:
+                status = f"corrupted: {err}"
+        return {"name": name, "version": version, "method": method, "base": base, "data": data, "created": created,
+                **{key: _number(metrics.get(key)) for key in KEY_METRICS}, "status": status}
+
+    def _on_disk(self) -> dict[tuple[str, int], str]:
+        """Every version folder with a metadata file, and a stamp that changes when that file does."""
+        found = {}
+        for folder in self.root.iterdir():
+            if folder.is_dir() and not folder.name.startswith("."):
+                for version in self.versions(folder.name):
+                    stat = (folder / str(version) / METADATA).stat()
+                    found[(folder.name, version)] = f"{stat.st_mtime_ns}:{stat.st_size}"
+        return found
+
+    def _synced_index(self) -> sqlite3.Connection:
+        """The index, first brought in line with the folders (under the lock), or rebuilt if unusable.
+
+        A read-only registry still lists: its index is then built in memory.
+        """
+        try:
+            with self._lock():
+                return self._sync_index(self.root / INDEX)
+        except (OSError, sqlite3.OperationalError):
+            return self._sync_index(":memory:")
+
+    def _sync_index_quietly(self) -> None:
+        """Called under the lock after a write: the index is a cache, so failing to update it is not fatal."""
+        try:
+            self._sync_index(self.root / INDEX).close()
+        except (OSError, sqlite3.Error):
+            (self.root / INDEX).unlink(missing_ok=True)  # rebuilt by the next list
+
+    def _sync_index(self, target: Path | str) -> sqlite3.Connection:
+        try:
+            return self._update_index(target)
+        except sqlite3.DatabaseError:  # a damaged index file: it only caches the folders, so start afresh
+            if isinstance(target, Path):
+                target.unlink(missing_ok=True)
+            return self._update_index(target)
+
+    def _update_index(self, target: Path | str) -> sqlite3.Connection:
+        """Index the folders added or changed since the last update and drop those gone, in one transaction."""
+        db = sqlite3.connect(target)
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+                db.execute("DROP TABLE IF EXISTS entries")
+                db.execute(_SCHEMA)
+                db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+                db.commit()
+            disk = self._on_disk()
+            indexed = dict(((n, v), s) for n, v, s in db.execute("SELECT name, version, stamp FROM entries"))
+            with db:
+                db.executemany("DELETE FROM entries WHERE name = ? AND version = ?", set(indexed) - set(disk))
+                db.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               [self._index_record(n, v, s) for (n, v), s in disk.items() if indexed.get((n, v)) != s])
+            return db
+        except BaseException:
+            db.close()
+            raise
+
+    def _index_record(self, name: str, version: int, stamp: str) -> tuple:
+        path = self.root / name / str(version) / METADATA
+        try:
+            meta = json.loads(path.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            return (name, version, stamp, None, None, None, None, None, f"unreadable metadata ({path}: {err})")
+        error = None
+        if (meta.get("name"), meta.get("version")) != (name, version):
+            error = f"metadata names {meta.get('name')}@{meta.get('version')} but the folder is {name}@{version}"
+        return (name, version, stamp, _text(meta.get("method")), _text(meta.get("base")), _text(meta.get("data")),
+                _text(meta.get("created")), json.dumps(meta, default=str), error)
+
     @contextmanager
     def _lock(self) -> Iterator[None]:
         with open(self.root / ".lock", "w") as handle:
@@ -128,6 +346,36 @@ class Registry:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_name(name: str) -> None:
+    if not name or "/" in name or "@" in name or name.startswith(".") or name == INDEX:
+        raise RegistryError(f"invalid entry name {name!r}: use letters, digits, '-' and '_'")
+
+
+def _check_file_name(name: str) -> None:
+    """An entry's files sit directly in its folder: no paths (an imported metadata.json could try '../x')."""
+    if not name or name != Path(name).name or name.startswith(".") or name == METADATA:
+        raise RegistryError(f"invalid file name {name!r} for a registry entry")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _number(value: object) -> float | None:
+    """A metric as a finite float, or None (JSON has no NaN, and a missing metric is not zero)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def file_sha256(path: Path) -> str:

@@ -25,6 +25,9 @@ def test_run_writes_the_output_contract(quick_run):
     out = folder / "out"
     table = pd.read_csv(out / "comparison.csv")
     assert list(table.columns[:len(COLUMNS)]) == COLUMNS
+    for column in ("mse", "mae", "mase", "directional_accuracy", "sharpe", "total_return", "max_drawdown", "trades",
+                   "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb", "predict_ms_per_bar"):
+        assert column in table.columns
     assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar"]
     llm = table[table["kind"] == "llm"].set_index("method")
     assert llm.loc["full", "trainable_params"] > 10 * llm.loc["lora", "trainable_params"]
@@ -74,3 +77,29 @@ def test_bad_input_is_one_line_and_keeps_the_registry(quick_run, tmp_path, capsy
     assert len(err) == 1 and err[0].startswith("llmsignal: error:") and message in err[0]
     after = sorted(p.relative_to(folder) for p in (folder / "reg").rglob("*") if ".cache" not in p.parts)
     assert before == after
+
+
+def test_strategy_grid_and_a_user_file(quick_run, tiny_base, tmp_path):
+    _, folder, data = quick_run
+    user = tmp_path / "elsewhere" / "mine.py"
+    user.parent.mkdir()
+    user.write_text("from strategies import LLMSignalStrategy\n\n\nclass AlwaysLong(LLMSignalStrategy):\n"
+                    "    def decide(self, signal):\n        return 1.0\n")
+    out = tmp_path / "grid"
+    code = main(["run", "--quick", "--data", str(data), "--registry", str(folder / "reg"), "--out", str(out),
+                 "--methods", "lora", "--base", tiny_base, "--strategy", "ThresholdStrategy",
+                 "--strategy", f"{user}:AlwaysLong", "--strategy-param", "ThresholdStrategy.threshold_bps=2"])
+    assert code == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert sorted(table["strategy"].unique()) == ["AlwaysLong", "ThresholdStrategy"]
+    assert len(table) == 2 * 4  # lora and three baselines, under each strategy
+    always = table[table["strategy"] == "AlwaysLong"]
+    assert (always["trades"] == 1).all()  # one long position held from the first bar, whatever the forecast
+    assert always["total_return"].nunique() == 1
+    assert (out / "tearsheets" / "lora-AlwaysLong.html").exists()
+
+
+def test_unknown_strategy_lists_the_shipped_ones(capsys):
+    assert main(["run", "--quick", "--strategy", "Nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown strategy 'Nope'" in err and "ThresholdStrategy" in err and "ProbabilityStrategy" in err

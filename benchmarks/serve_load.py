@@ -1,0 +1,184 @@
+"""Load test of the prediction server on loopback: requests per second and latency percentiles.
+
+    python benchmarks/serve_load.py --entry eurusd-lora [--registry registry] [--data CSV]
+    python benchmarks/serve_load.py --quick          # trains a tiny entry in a temporary folder first
+
+The server runs in this process on 127.0.0.1 (a free port) and ``--clients`` threads
+(default 8), each with its own HTTP connection, send EA-style requests (``--bars`` closed
+bars, sliding windows over the data) until ``--requests`` (default 400) have been sent or
+``--max-seconds`` (default 120) have passed. Requests are serialised on the model, so
+requests/s measures the model's throughput plus the HTTP overhead, and latency includes
+the wait for the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from backtests.data import DataError, load_bars  # noqa: E402
+from models.predictor import Predictor  # noqa: E402
+from models.registry import Entry, Registry, RegistryError  # noqa: E402
+from models.server import create_app, start_in_thread  # noqa: E402
+
+QUICK_CONTEXT = 16
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entry", help="NAME[@VERSION] in --registry")
+    parser.add_argument("--registry", type=Path, default=Path("registry"))
+    parser.add_argument("--data", help="bars to send (default: the bundled EURUSD H1; synthetic with --quick)")
+    parser.add_argument("--quick", action="store_true", help="without --entry: train a tiny entry to serve")
+    parser.add_argument("--requests", type=int, default=400, help="requests in all (default 400)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (default 8)")
+    parser.add_argument("--bars", type=int, help="bars per request (default: the entry's context + 1, at least 64)")
+    parser.add_argument("--max-seconds", type=float, default=120.0, help="stop sending after this long")
+    args = parser.parse_args(argv)
+    if not args.entry and not args.quick:
+        parser.error("give --entry NAME[@VERSION], or --quick to train a tiny entry")
+    if args.requests < 1 or args.clients < 1 or args.max_seconds <= 0:
+        parser.error("--requests, --clients and --max-seconds must be positive")
+    return args
+
+
+def synthetic_bars(n: int = 600, seed: int = 1) -> pd.DataFrame:
+    """A random walk of hourly bars, as the tests use."""
+    rng = np.random.default_rng(seed)
+    close = 1.1 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.0005,
+                         "Low": np.minimum(open_, close) * 0.9995, "Close": close, "Volume": 100},
+                        index=pd.date_range("2020-01-01", periods=n, freq="h", name="Date"))
+
+
+def tiny_entry(folder: Path) -> tuple[Entry, str]:
+    """A two-layer GPT-2 on the embedded tokenizer, LoRA-tuned for 3 steps: seconds on a CPU."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from backtests.data import split_bars
+    from backtests.training import train_entry
+    from finetune.base import embedded_config, embedded_tokenizer, load_base
+    from finetune.methods import make_method
+    from finetune.train import TrainConfig
+
+    tokenizer = embedded_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(embedded_config(len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=192))
+    model.save_pretrained(folder / "base")
+    tokenizer.save_pretrained(folder / "base")
+    data = folder / "bars.csv"
+    synthetic_bars().to_csv(data)
+    split = split_bars(load_bars(data), context=QUICK_CONTEXT)
+    entry, _ = train_entry(split, load_base(str(folder / "base")), make_method("lora"), Registry(folder / "reg"),
+                           "bench-lora", TrainConfig(steps=3, batch_size=4, window=QUICK_CONTEXT + 1), str(data),
+                           QUICK_CONTEXT)
+    return entry, str(data)
+
+
+def request_bodies(bars: pd.DataFrame, count: int, windows: int = 32) -> list[bytes]:
+    """EA-style bodies (Unix seconds, closes at 5 decimals) of ``count`` bars, sliding over the last bars."""
+    bodies = []
+    for shift in range(min(windows, len(bars) - count + 1)):
+        window = bars.iloc[len(bars) - count - shift:len(bars) - shift]
+        times = ",".join(str(int(t.timestamp())) for t in window.index)
+        closes = ",".join(f"{c:.5f}" for c in window["close"])
+        bodies.append(f'{{"timestamps":[{times}],"close":[{closes}]}}'.encode())
+    return bodies
+
+
+def load(url: str, bodies: list[bytes], requests: int, clients: int, max_seconds: float) -> tuple[list, int, float]:
+    """Send ``requests`` posts from ``clients`` threads; returns latencies (s), errors and wall time."""
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    lock = threading.Lock()
+    deadline = time.monotonic() + max_seconds
+
+    def client() -> None:
+        nonlocal sent, errors
+        with httpx.Client(base_url=url, timeout=60, headers={"Content-Type": "application/json"}) as http:
+            while True:
+                with lock:
+                    if sent >= requests or time.monotonic() > deadline:
+                        return
+                    body = bodies[sent % len(bodies)]
+                    sent += 1
+                began = time.perf_counter()
+                try:
+                    ok = http.post("/predict", content=body).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                elapsed = time.perf_counter() - began
+                with lock:
+                    latencies.append(elapsed)
+                    errors += not ok
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max_seconds + 60)
+    return latencies, errors, time.perf_counter() - began
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
+        try:
+            if args.entry:
+                entry, data = Registry(args.registry).get(args.entry), args.data
+            else:
+                print("training a tiny entry (--quick) ...", flush=True)
+                entry, data = tiny_entry(Path(tmp))
+                data = args.data or data
+            predictor = Predictor.from_entry(entry)
+            count = args.bars or max(entry.metadata["codec"]["context"] + 1, 64)
+            bars = load_bars(data)
+            bodies = request_bodies(bars, count)
+            if not bodies:
+                raise DataError(f"{data or 'EURUSD'} has {len(bars)} bars, fewer than --bars {count}")
+        except (RegistryError, DataError) as err:
+            print(f"serve_load: error: {err}", file=sys.stderr)
+            return 2
+        running = start_in_thread(create_app(entry, predictor), host="127.0.0.1")
+        try:
+            with httpx.Client(base_url=running.url, timeout=60) as http:  # warm-up, and a check that it answers
+                warm = http.post("/predict", content=bodies[0], headers={"Content-Type": "application/json"})
+                if warm.status_code != 200:
+                    print(f"serve_load: error: the server refused the request: {warm.text}", file=sys.stderr)
+                    return 2
+            latencies, errors, wall = load(running.url, bodies, args.requests, args.clients, args.max_seconds)
+        finally:
+            running.stop()
+    print_table(entry.ref, count, args.clients, latencies, errors, wall)
+    return 0 if latencies and not errors else 1
+
+
+def print_table(ref: str, bars: int, clients: int, latencies: list[float], errors: int, wall: float) -> None:
+    ms = np.array(latencies) * 1000 if latencies else np.array([np.nan])
+    rows = [("entry", ref), ("bars/request", bars), ("clients", clients), ("requests", len(latencies)),
+            ("errors", errors), ("seconds", f"{wall:.2f}"), ("requests/s", f"{len(latencies) / wall:.1f}"),
+            ("p50 latency ms", f"{np.percentile(ms, 50):.1f}"), ("p99 latency ms", f"{np.percentile(ms, 99):.1f}")]
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

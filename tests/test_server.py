@@ -1,0 +1,214 @@
+"""The prediction server, over real HTTP on loopback, fed exactly what examples/mt5/LLMSignalEA.mq5 sends."""
+
+import json
+import math
+import threading
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.data import load_bars, split_bars
+from backtests.training import train_entry
+from finetune.base import load_base
+from finetune.methods import make_method
+from finetune.train import TrainConfig
+from models.predictor import Predictor
+from models.registry import Registry
+from models.server import MAX_BODY, ServeError, bind_socket, check_bind, create_app, start_in_thread, threshold_signal
+from strategies.base import Signal
+from strategies.threshold import ThresholdStrategy
+from tests.conftest import synthetic_bars
+
+CONTEXT = 16
+KEY = "s3cret-key"
+DIGITS = 5  # EURUSD's _Digits in MetaTrader 5
+
+
+@pytest.fixture(scope="module")
+def served(tiny_base, tmp_path_factory):
+    """A tiny trained entry served twice on loopback: without an API key, and with one."""
+    folder = tmp_path_factory.mktemp("serve")
+    path = folder / "bars.csv"
+    synthetic_bars(500).to_csv(path)
+    split = split_bars(load_bars(path), context=CONTEXT)
+    entry, _ = train_entry(split, load_base(tiny_base), make_method("lora"), Registry(folder / "reg"), "srv-lora",
+                           TrainConfig(steps=3, batch_size=4, window=CONTEXT + 1), str(path), CONTEXT)
+    predictor = Predictor.from_entry(entry)
+    open_server = start_in_thread(create_app(entry, predictor))
+    keyed_server = start_in_thread(create_app(entry, predictor, api_key=KEY))
+    yield SimpleNamespace(entry=entry, bars=split.bars, url=open_server.url, keyed_url=keyed_server.url)
+    open_server.stop()
+    keyed_server.stop()
+
+
+def ea_body(bars: pd.DataFrame) -> bytes:
+    """The body LLMSignalEA.mq5 builds: Unix-second times and closes at _Digits decimals, oldest first, no spaces."""
+    times = ",".join(str(int(t.timestamp())) for t in bars.index)
+    closes = ",".join(f"{c:.{DIGITS}f}" for c in bars["close"])
+    return f'{{"timestamps":[{times}],"close":[{closes}]}}'.encode()
+
+
+def ea_post(url: str, body: bytes, key: str = "") -> httpx.Response:
+    """The EA's WebRequest: POST with a JSON content type, and X-API-Key only when its input is set."""
+    headers = {"Content-Type": "application/json", **({"X-API-Key": key} if key else {})}
+    return httpx.post(f"{url}/predict", content=body, headers=headers, timeout=30)
+
+
+def test_the_ea_request_gets_the_predictors_forecast_and_signal(served):
+    window = served.bars.iloc[-64:]
+    response = ea_post(served.url, ea_body(window))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    closes = np.round(window["close"].to_numpy(), DIGITS)
+    forecast, p_up = Predictor.from_entry(served.entry).forecast(closes, np.array([len(closes) - 1]))
+    assert answer["entry"] == served.entry.ref
+    assert answer["timestamp"] == int(window.index[-1].timestamp())
+    assert answer["close"] == closes[-1]
+    assert math.isfinite(answer["forecast"]) and answer["forecast"] > 0
+    assert answer["forecast"] == pytest.approx(forecast[0], rel=1e-12)
+    assert 0.0 <= answer["p_up"] <= 1.0 and answer["p_up"] == pytest.approx(p_up[0], rel=1e-12)
+    assert answer["signal"] in (-1, 0, 1)
+    assert answer["expected_return_bps"] == pytest.approx((answer["forecast"] / answer["close"] - 1) * 1e4)
+    assert answer["signal"] == _threshold_strategy(answer["forecast"], answer["close"], 0.5)
+
+
+def test_a_window_gets_the_backtests_forecast_for_its_last_bar(served):
+    """The server's forecast for bars up to t is the one the backtest makes at t from the whole series."""
+    closes = np.round(served.bars["close"].to_numpy(), DIGITS)
+    t = len(closes) - 40
+    window = served.bars.iloc[t - CONTEXT:t + 1].assign(close=closes[t - CONTEXT:t + 1])
+    answer = ea_post(served.url, ea_body(window)).json()
+    forecast, _ = Predictor.from_entry(served.entry).forecast(closes, np.array([t]))
+    assert answer["forecast"] == pytest.approx(forecast[0], rel=1e-12)
+
+
+@pytest.mark.parametrize("forecast, close", [(1.0001, 1.0), (1.00005, 1.0), (1.00004, 1.0), (1.0, 1.0),
+                                             (0.99996, 1.0), (0.99994, 1.0), (0.9, 1.0), (2.0, 1.0)])
+def test_signal_is_the_threshold_strategys_rule(forecast, close):
+    for threshold in (0.0, 0.5, 5.0):
+        assert threshold_signal(forecast, close, threshold) == _threshold_strategy(forecast, close, threshold)
+
+
+def _threshold_strategy(forecast: float, close: float, threshold_bps: float) -> int:
+    signal = Signal(pd.Timestamp(0), close, forecast, 0.5, {})
+    return int(ThresholdStrategy.decide(SimpleNamespace(p=SimpleNamespace(threshold_bps=threshold_bps)), signal))
+
+
+def _body(bars: int = 20, **changes) -> bytes:
+    payload = {"timestamps": [1704067200 + 3600 * i for i in range(bars)],
+               "close": [round(1.1 + 0.001 * math.sin(i), 5) for i in range(bars)], **changes}
+    return json.dumps(payload).encode()  # json.dumps writes NaN as the bare NaN that some clients send
+
+
+BAD_REQUESTS = {
+    "too few bars": (_body(bars=CONTEXT), "too few bars: got 16, need at least 17"),
+    "NaN close": (_body(close=[1.1] * 5 + [float("nan")] + [1.1] * 14), "close[5]: must be a positive finite price"),
+    "zero close": (_body(close=[1.1] * 19 + [0.0]), "close[19]: must be a positive finite price, got 0"),
+    "negative high": (_body(high=[1.2] * 19 + [-1.0]), "high[19]: must be a positive finite price"),
+    "unsorted timestamps": (_body(timestamps=list(range(10, 0, -1)) + list(range(20, 30))),
+                            "timestamps must be strictly increasing"),
+    "duplicate timestamps": (_body(timestamps=[1, 1] + list(range(2, 20))), "timestamps[1] (1) duplicates"),
+    "mismatched lengths": (_body(close=[1.1] * 19), "close has 19 values but timestamps has 20"),
+    "prices as strings": (_body(close=["1.1"] * 20), "close[0]: must be a number, got str"),
+    "close not a list": (_body(close=1.1), "close: Input should be a valid list"),
+    "float timestamps": (_body(timestamps=[1.5 + i for i in range(20)]), "must be Unix seconds"),
+    "unparseable time": (_body(timestamps=["soon"] + [f"2024-01-01T{i:02d}:00" for i in range(1, 20)]),
+                         "timestamps[0]: is not a time"),
+    "missing close": (json.dumps({"timestamps": [1, 2]}).encode(), "close: Field required"),
+    "unknown field": (_body(closes=[1.0]), "closes: unknown field"),
+    "not JSON": (b'{"timestamps": [1,', "not valid JSON"),
+    "a JSON array": (b"[1, 2, 3]", "Input should be a valid dictionary"),
+    "MQL5 trailing NUL": (_body() + b"\x00", "trailing NUL"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_REQUESTS))
+def test_bad_requests_get_a_4xx_that_says_what_is_wrong(served, name):
+    body, message = BAD_REQUESTS[name]
+    response = ea_post(served.url, body)
+    assert 400 <= response.status_code < 500, response.text
+    assert message in response.json()["detail"]
+    assert httpx.get(f"{served.url}/health").json()["status"] == "ok"
+
+
+def test_an_oversized_body_is_refused_before_parsing(served):
+    body = _body(bars=60_000)
+    assert len(body) > MAX_BODY
+    response = ea_post(served.url, body)
+    assert response.status_code == 413 and "over 1048576 bytes" in response.json()["detail"]
+
+
+def test_a_body_without_json_content_type_is_explained(served):
+    response = httpx.post(f"{served.url}/predict", content=_body(), headers={"Content-Type": "text/plain"})
+    assert response.status_code == 422 and "Content-Type: application/json" in response.json()["detail"]
+
+
+def test_the_api_key_is_required_when_set(served):
+    body = ea_body(served.bars.iloc[-30:])
+    missing, wrong, right = ea_post(served.keyed_url, body), ea_post(served.keyed_url, body, "nope"), \
+        ea_post(served.keyed_url, body, KEY)
+    assert missing.status_code == 401 and "missing X-API-Key" in missing.json()["detail"]
+    assert wrong.status_code == 401 and "wrong X-API-Key" in wrong.json()["detail"]
+    assert right.status_code == 200 and right.json()["signal"] in (-1, 0, 1)
+    assert httpx.get(f"{served.keyed_url}/entries").status_code == 401
+    assert httpx.get(f"{served.keyed_url}/entries", headers={"X-API-Key": KEY}).status_code == 200
+    assert httpx.get(f"{served.keyed_url}/health").status_code == 200
+
+
+def test_entries_health_and_docs(served):
+    listing = httpx.get(f"{served.url}/entries").json()
+    assert listing["serving"] == served.entry.ref
+    assert [(row["name"], row["version"]) for row in listing["entries"]] == [("srv-lora", served.entry.version)]
+    health = httpx.get(f"{served.url}/health").json()
+    assert health == {"status": "ok", "entry": served.entry.ref, "min_bars": CONTEXT + 1, "threshold_bps": 0.5}
+    assert "swagger" in httpx.get(f"{served.url}/docs").text.lower()
+    assert "/predict" in httpx.get(f"{served.url}/openapi.json").json()["paths"]
+
+
+def test_concurrent_clients_get_the_same_answers(served):
+    body = ea_body(served.bars.iloc[-50:])
+    answers, errors = [], []
+
+    def client() -> None:
+        try:
+            for _ in range(2):
+                answers.append(ea_post(served.url, body).json()["forecast"])
+        except Exception as err:  # reported by the assertion below, not lost in the thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and len(answers) == 12 and len(set(answers)) == 1
+
+
+def test_the_server_still_serves_after_the_bad_requests(served):
+    assert httpx.get(f"{served.url}/health").status_code == 200
+    assert ea_post(served.url, ea_body(served.bars.iloc[-20:])).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.com"])
+def test_an_exposed_address_needs_an_api_key(host):
+    with pytest.raises(ServeError, match="refusing to listen"):
+        check_bind(host, None)
+    check_bind(host, KEY)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
+def test_loopback_needs_no_key(host):
+    check_bind(host, None)
+
+
+def test_a_port_in_use_is_a_clear_error():
+    taken = bind_socket("127.0.0.1", 0)
+    taken.listen()
+    try:
+        with pytest.raises(ServeError, match="cannot listen on 127.0.0.1"):
+            bind_socket("127.0.0.1", taken.getsockname()[1])
+    finally:
+        taken.close()

@@ -1,0 +1,206 @@
+import numpy as np
+import pytest
+from scipy import stats
+
+from backtests.significance import (
+    block_bootstrap_ci,
+    deflated_sharpe_from_returns,
+    deflated_sharpe_ratio,
+    diebold_mariano,
+    directional_accuracy_ci,
+    expected_max_sharpe,
+    probabilistic_sharpe_ratio,
+    sharpe_ci,
+    verdict,
+)
+
+
+def _ar1(n: int, phi: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shocks, x = rng.normal(size=n), np.zeros(n)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + shocks[t]
+    return x
+
+
+# Diebold-Mariano
+
+def test_dm_identical_forecasts_give_zero_and_one():
+    errors = np.random.default_rng(0).normal(size=300)
+    assert diebold_mariano(errors, errors) == (0.0, 1.0)
+    assert diebold_mariano(errors, errors.copy(), horizon=3, loss="absolute") == (0.0, 1.0)
+
+
+def test_dm_strongly_negative_when_a_is_much_more_accurate():
+    rng = np.random.default_rng(1)
+    statistic, p = diebold_mariano(rng.normal(0, 0.5, 500), rng.normal(0, 1.0, 500))
+    assert statistic < -8
+    assert p < 1e-10
+
+
+def test_dm_swapping_a_and_b_flips_sign_keeps_p():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(0, 1.0, 250), rng.normal(0, 1.1, 250)
+    for horizon, loss in [(1, "squared"), (4, "absolute")]:
+        forward, p_forward = diebold_mariano(a, b, horizon=horizon, loss=loss)
+        backward, p_backward = diebold_mariano(b, a, horizon=horizon, loss=loss)
+        assert forward != 0
+        assert backward == pytest.approx(-forward)
+        assert p_backward == pytest.approx(p_forward)
+
+
+def test_dm_at_horizon_one_is_the_paired_t_test_on_losses():
+    # With no lags the HLN-corrected DM reduces exactly to a one-sample t-test of the differential.
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0, 1.0, 120), rng.normal(0.1, 1.0, 120)
+    expected = stats.ttest_rel(a**2, b**2)
+    statistic, p = diebold_mariano(a, b)
+    assert statistic == pytest.approx(expected.statistic, rel=1e-10)
+    assert p == pytest.approx(expected.pvalue, rel=1e-10)
+
+
+def test_dm_long_run_variance_keeps_the_size_under_autocorrelated_losses():
+    # MA(1) loss differential with mean zero: ignoring the lag (horizon=1) rejects ~17% at 5%;
+    # counting it (horizon=2) should be close to the nominal 5%.
+    rng = np.random.default_rng(4)
+    rejections = {1: 0, 2: 0}
+    for _ in range(300):
+        noise = rng.normal(size=201)
+        model, naive = 10 + noise[1:] + noise[:-1], np.full(200, 10.0)
+        for horizon in rejections:
+            rejections[horizon] += diebold_mariano(model, naive, horizon=horizon, loss="absolute")[1] < 0.05
+    assert rejections[1] / 300 > 0.12
+    assert rejections[2] / 300 < 0.09
+
+
+def test_dm_drops_nan_pairs_and_handles_constant_differential():
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=100), rng.normal(size=100)
+    with_gaps_a, with_gaps_b = a.copy(), b.copy()
+    with_gaps_a[[3, 50]], with_gaps_b[70] = np.nan, np.nan
+    keep = np.ones(100, dtype=bool)
+    keep[[3, 50, 70]] = False
+    assert diebold_mariano(with_gaps_a, with_gaps_b) == pytest.approx(diebold_mariano(a[keep], b[keep]))
+    assert diebold_mariano(np.full(50, 1.0), np.full(50, 2.0), loss="absolute") == (-np.inf, 0.0)
+    with pytest.raises(ValueError, match="loss"):
+        diebold_mariano(a, b, loss="huber")
+    with pytest.raises(ValueError, match="same length"):
+        diebold_mariano(a, b[:-1])
+
+
+# Block bootstrap
+
+def test_bootstrap_ci_contains_the_sample_statistic_and_is_reproducible():
+    x = _ar1(500, 0.5, seed=6) + 0.3
+    low, high = block_bootstrap_ci(x, np.mean)
+    assert low < x.mean() < high
+    assert block_bootstrap_ci(x, np.mean) == (low, high)
+    assert block_bootstrap_ci(x, np.mean, seed=1) != (low, high)
+    low_median, high_median = block_bootstrap_ci(x, np.median, n_boot=300)
+    assert low_median < np.median(x) < high_median
+
+
+def test_bootstrap_ci_narrows_with_more_data():
+    rng = np.random.default_rng(7)
+    small, large = rng.normal(size=200), rng.normal(size=2000)
+    width_small = np.subtract(*block_bootstrap_ci(small, np.mean)[::-1])
+    width_large = np.subtract(*block_bootstrap_ci(large, np.mean)[::-1])
+    assert width_large < 0.5 * width_small  # ~1/sqrt(10) expected
+
+
+def test_bootstrap_ci_of_iid_mean_covers_the_truth():
+    x = np.random.default_rng(8).normal(0.1, 1.0, 2000)
+    low, high = block_bootstrap_ci(x, np.mean)
+    assert low < 0.1 < high
+    assert low > 0  # the mean is ~4.5 standard errors from zero
+    assert high - low == pytest.approx(2 * 1.96 / np.sqrt(2000), rel=0.25)
+
+
+def test_blocks_widen_the_ci_for_dependent_data():
+    # Persistent AR(1): resampling single values (block=1) ignores the dependence and is far too narrow.
+    x = _ar1(1000, 0.8, seed=9)
+    iid_low, iid_high = block_bootstrap_ci(x, np.mean, block=1)
+    low, high = block_bootstrap_ci(x, np.mean, block=20)
+    assert high - low > 2 * (iid_high - iid_low)
+
+
+def test_directional_accuracy_ci_ignores_flat_bars():
+    rng = np.random.default_rng(10)
+    moved = rng.choice([-1.0, 1.0], 2000)
+    called = np.where(rng.random(2000) < 0.6, moved, -moved)
+    low, high = directional_accuracy_ci(called, moved)
+    assert 0.5 < low < 0.6 < high
+    # Bars where the forecast or the market was flat are not counted, so adding them changes nothing.
+    at = [5, 100, 700]
+    flat_called, flat_moved = np.insert(called, at, [0.0, 1.0, 0.0]), np.insert(moved, at, [1.0, 0.0, 0.0])
+    assert directional_accuracy_ci(flat_called, flat_moved) == (low, high)
+    assert directional_accuracy_ci(called * 0.003, moved * 0.002) == (low, high)  # moves work as well as signs
+
+
+def test_sharpe_ci_is_annualised_and_contains_the_point_sharpe():
+    returns = np.random.default_rng(11).normal(0.001, 0.01, 2520)
+    point = returns.mean() / returns.std(ddof=1) * np.sqrt(252)
+    low, high = sharpe_ci(returns)
+    assert low < point < high
+    assert low > 0.5  # annualised units; a per-period interval would sit near 0.1
+    assert high - low == pytest.approx(2 * 1.96 * np.sqrt(252 / 2520), rel=0.3)
+
+
+# Deflated Sharpe
+
+def test_deflated_sharpe_reproduces_the_paper_example():
+    # Bailey & López de Prado (2014), numerical example: annualised SR 2.5 over 5 years of daily
+    # returns (T=1250, 250 days a year), N=100 trials with annualised Sharpe variance 0.5,
+    # skew -3, kurtosis 10. The paper reports E[max SR] ~ 0.1132 (per day) and DSR ~ 0.9004.
+    variance = 0.5 / 250
+    assert expected_max_sharpe(100, variance) == pytest.approx(0.1132, abs=5e-4)
+    dsr = deflated_sharpe_ratio(2.5 / np.sqrt(250), n_trials=100, n_obs=1250, skew=-3, kurtosis=10,
+                                sharpe_variance=variance)
+    assert dsr == pytest.approx(0.9004, abs=5e-4)
+
+
+def test_one_trial_is_the_psr_against_zero_by_hand():
+    sharpe, n_obs, skew, kurtosis = 0.05, 500, -0.5, 5.0
+    by_hand = stats.norm.cdf(sharpe * np.sqrt(n_obs - 1) / np.sqrt(1 - skew * sharpe + (kurtosis - 1) / 4 * sharpe**2))
+    assert deflated_sharpe_ratio(sharpe, 1, n_obs, skew, kurtosis) == pytest.approx(by_hand, rel=1e-12)
+    assert probabilistic_sharpe_ratio(sharpe, 0.0, n_obs, skew, kurtosis) == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_dsr_falls_as_trials_grow_and_stays_a_probability():
+    values = [deflated_sharpe_ratio(0.08, n, 1000, skew=0.0, kurtosis=3.0) for n in (1, 2, 10, 100, 1000)]
+    assert all(0 < v < 1 for v in values)
+    assert (np.diff(values) < 0).all()
+    assert values[0] > 0.99 and values[-1] < 0.9
+
+
+def test_negative_skew_and_fat_tails_lower_the_dsr():
+    normal = deflated_sharpe_ratio(0.08, 10, 1000, skew=0.0, kurtosis=3.0)
+    assert deflated_sharpe_ratio(0.08, 10, 1000, skew=-2.0, kurtosis=12.0) < normal
+    with pytest.raises(ValueError, match="non-excess"):
+        deflated_sharpe_ratio(0.9, 10, 1000, skew=3.0, kurtosis=0.0)
+
+
+def test_dsr_from_returns_matches_moments_and_uses_trial_spread():
+    returns = np.random.default_rng(12).standard_t(5, 1500) * 0.01 + 0.0008
+    sharpe = returns.mean() / returns.std(ddof=1)
+    by_moments = deflated_sharpe_ratio(sharpe, 20, 1500, stats.skew(returns), stats.kurtosis(returns, fisher=False))
+    assert deflated_sharpe_from_returns(returns, 20) == pytest.approx(by_moments)
+    tight = deflated_sharpe_from_returns(returns, 20, trial_sharpes=[0.01, 0.012, 0.011, 0.013])
+    wide = deflated_sharpe_from_returns(returns, 20, trial_sharpes=[-0.08, 0.0, 0.08, 0.05])
+    assert wide < tight
+    assert np.isnan(deflated_sharpe_from_returns(np.full(100, 0.001), 5))
+
+
+# Verdict
+
+@pytest.mark.parametrize(("sharpe_interval", "p", "mase", "expected"), [
+    ((-0.4, 0.9), 0.30, 0.98, "no evidence of edge"),
+    ((-0.4, 0.9), 0.01, 0.95, "beats naive forecast (p=0.01) but no trading edge"),
+    ((-0.4, 0.9), 0.01, 1.05, "worse than naive (p=0.01) but no trading edge"),
+    ((0.2, 1.8), 0.40, 1.00, "evidence of edge (Sharpe CI 0.20 to 1.80 above zero)"),
+    ((0.2, 1.8), 0.0001, 0.9, "beats naive forecast (p<0.001); evidence of edge (Sharpe CI 0.20 to 1.80 above zero)"),
+    ((-2.0, -0.1), 0.5, 1.0, "loses money (Sharpe CI -2.00 to -0.10 below zero)"),
+    ((-0.4, 0.9), float("nan"), 0.9, "no evidence of edge"),
+])
+def test_verdict(sharpe_interval, p, mase, expected):
+    assert verdict(sharpe_interval, p, mase) == expected
