@@ -20,7 +20,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from backtests import cli_serve  # noqa: E402
+from backtests import cli_serve, cli_sweep  # noqa: E402
 from backtests.data import DataError  # noqa: E402
 from finetune.base import BaseModelError  # noqa: E402
 from finetune.methods import MethodError  # noqa: E402
@@ -98,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="tune, forecast, backtest and compare")
     _common(run)
-    run.add_argument("--methods", default="full,lora,adapter", help="comma-separated methods, or 'all'")
+    run.add_argument("--methods", default="full,lora,adapter,scratch,zero-shot",
+                     help="comma-separated methods, or 'all' (default: full,lora,adapter,scratch,zero-shot)")
     run.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder")
+    run.add_argument("--walk-forward", type=int, default=0, metavar="K",
+                     help="evaluate K consecutive test windows, tuning each method per fold on earlier bars only")
+    run.add_argument("--rolling", action="store_true", help="walk-forward with a rolling (not expanding) train window")
     _strategy_flags(run)
     train = sub.add_parser("train", help="tune one method and store the entry in the registry")
     _common(train)
@@ -121,7 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     _strategy_flags(backtest)
     methods = sub.add_parser("methods", help="list the tuning methods")
     methods.add_argument("--base", default="embedded")
+    info = sub.add_parser("base-info", help="what the base was pretrained on, and its held-out loss")
+    info.add_argument("--base", default="embedded")
     cli_serve.add_parsers(sub)
+    cli_sweep.add_parsers(sub)
     return parser
 
 
@@ -147,7 +154,8 @@ def _run(args: argparse.Namespace) -> int:
     config = RunConfig(data=args.data, methods=methods, base=args.base, registry=args.registry, out=args.out,
                        quick=args.quick, seed=args.seed, steps=args.steps, test=args.test, val=args.val,
                        method_params={m: p for m, p in params.items() if m in methods},
-                       strategies=_strategies(args), force=args.force, resume=args.resume)
+                       strategies=_strategies(args), force=args.force, resume=args.resume,
+                       walk_forward=args.walk_forward, rolling=args.rolling)
     table = run(config)
     print(table.drop(columns="entry").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nreport: {args.out / 'comparison.html'}")
@@ -250,6 +258,27 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _base_info(args: argparse.Namespace) -> int:
+    from finetune.base import load_base
+
+    base = load_base(args.base)
+    info = base.info
+    total = sum(p.numel() for p in base.model.parameters())
+    print(f"base {args.base}: {type(base.model).__name__}, {total:,} parameters, fingerprint {base.fingerprint}")
+    if not info:
+        print("no pretraining record: this base was not built by `llmsignal pretrain`")
+        return 0
+    print(f"held-out loss {info['heldout_loss']:.4f} (train {info['train_loss']:.4f}) after "
+          f"{info['config']['steps']} steps\n")
+    print(f"{'series':<28} {'source':<24} {'bars':>6}  {'from':<20} {'to':<20} fingerprint")
+    for series in info["corpus"]:
+        print(f"{series['name']:<28} {series['source']:<24} {series['bars']:>6}  {series['start']:<20} "
+              f"{series['end']:<20} {series['fingerprint']}")
+    return 0
+
+
 COMMANDS = {"run": _run, "train": _train, "pretrain": _pretrain, "predict": _predict, "backtest": _backtest,
-            "methods": _methods}
+            "methods": _methods,
+            "base-info": _base_info}
 COMMANDS.update(cli_serve.COMMANDS)
+COMMANDS.update(cli_sweep.COMMANDS)

@@ -149,3 +149,26 @@ def split_bars(bars: pd.DataFrame, test: float = 0.2, val: float = 0.1, context:
         raise DataError(f"{source}: {len(bars)} bars are too few for a training window of {context + 1} "
                         "returns and a test period; give more bars")
     return Split(bars, val_start, test_start)
+
+
+def walk_forward_splits(bars: pd.DataFrame, folds: int, test: float = 0.2, val: float = 0.1, context: int = 48,
+                        rolling: bool = False, source: str = "data") -> list[Split]:
+    """``folds`` consecutive test windows covering the last ``test`` fraction of ``bars``.
+
+    Each fold trains on the bars before its window only: all of them (expanding) or, with ``rolling``,
+    as many as the first fold had. The last ``val`` fraction of a fold's training bars is its validation.
+    """
+    if folds < 1:
+        raise DataError(f"{source}: --walk-forward needs at least 1 fold, got {folds}")
+    first = int(round(len(bars) * (1 - test)))
+    edges = np.linspace(first, len(bars), folds + 1).round().astype(int)
+    if np.diff(edges).min() < 2:
+        raise DataError(f"{source}: {len(bars) - first} test bars are too few for {folds} folds")
+    splits = []
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        begin = start - first if rolling else 0
+        val_start = start - int(round((start - begin) * val / (1 - test)))
+        if val_start - begin <= context + 1:
+            raise DataError(f"{source}: fold starting {bars.index[start]} has too few training bars")
+        splits.append(Split(bars.iloc[begin:end], int(val_start - begin), int(start - begin)))
+    return splits

@@ -170,8 +170,18 @@ const r=(isNaN(n)||isNaN(m))?a.localeCompare(c):n-m;return up?r:-r;}).forEach(r=
 </script>"""
 
 
+def folds_html(folds: pd.DataFrame | None) -> str:
+    if folds is None:
+        return ""
+    shown = folds[["fold", "start", "end", "method", "kind", "mse", "mase", "directional_accuracy", "sharpe",
+                   "total_return", "trades"]]
+    return ("<h2>Walk-forward folds</h2><p>The table above pools every fold's test bars; each fold's model was "
+            "tuned on bars before the fold only.</p>" + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+
+
 def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts: dict[str, pd.DataFrame],
-                    settings: dict, alerts: list[str], pretraining: dict | None) -> str:
+                    settings: dict, alerts: list[str], pretraining: dict | None,
+                    folds: pd.DataFrame | None = None) -> str:
     """The comparison page: table, pretraining answer, charts, settings."""
     settings_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                             for k, v in settings.items())
@@ -189,7 +199,7 @@ block-bootstrap; <em>deflated_sharpe</em> is the probability that the Sharpe rat
 configurations in this run by luck alone. P&amp;L comes from the strategy trading each forecast with the costs
 below. Best value per column in green; click a header to sort; a method's name links to its tearsheet
 (<a href="tearsheets/all.html">all methods side by side</a>).</p>
-{metrics_table(table)}
+{metrics_table(table)}{folds_html(folds)}
 <h2>Does pretraining help?</h2>{pretraining_html(pretraining)}
 <h2>Equity and drawdown</h2><img src="{equity_figure(curves)}" alt="equity curves">
 <h2>Forecast against actual (end of the test period)</h2><img src="{forecast_figure(forecasts)}" alt="forecasts">

@@ -20,7 +20,7 @@ import pandas as pd
 
 from backtests.baselines import BASELINES
 from backtests.costs import Costs
-from backtests.data import Split, load_bars, split_bars
+from backtests.data import Split, load_bars, split_bars, walk_forward_splits
 from backtests.evaluation import evaluate, pretraining_question, significance
 from backtests.report import COLUMNS, comparison_html, tearsheet
 from backtests.training import train_entry
@@ -54,6 +54,8 @@ class RunConfig:
     costs: Costs = field(default_factory=Costs)
     force: bool = False
     resume: bool = False
+    walk_forward: int = 0  # folds; 0 means one train/validation/test split
+    rolling: bool = False
 
     def train_config(self) -> TrainConfig:
         steps = self.steps if self.steps is not None else (6 if self.quick else 200)
@@ -86,20 +88,24 @@ def run(config: RunConfig) -> pd.DataFrame:
     with timings.stage("data"):
         bars = load_bars(config.data)
         source = config.data or "backtesting.test/EURUSD.csv (EURUSD H1)"
-        split = split_bars(bars, config.test, config.val, config.context, source=source)
+        splits = (walk_forward_splits(bars, config.walk_forward, config.test, config.val, config.context,
+                                      config.rolling, source) if config.walk_forward
+                  else [split_bars(bars, config.test, config.val, config.context, source=source)])
+        test = pd.concat([s.test for s in splits])
         base = load_base(config.base)
-        seen = seen_by_base(base, split.test["close"])
+        seen = seen_by_base(base, test["close"])
     for warning in seen:
         print(f"llmsignal: warning: {warning}", file=sys.stderr)
-    forecasters = [_tuned(split, base, method, config, source, timings) for method in methods]
-    forecasters += [Forecaster(name, "baseline", baseline(split)) for name, baseline in BASELINES.items()]
+    forecasters = [_tuned(splits, base, method, config, source, timings) for method in methods]
+    forecasters += [Forecaster(name, "baseline", pd.concat([baseline(s) for s in splits]))
+                    for name, baseline in BASELINES.items()]
     rows, equities = [], {}
     with timings.stage("backtest"):
         for label, strategy, params in config.strategies:
             for forecaster in forecasters:
                 key = forecaster.name if len(config.strategies) == 1 else f"{forecaster.name}-{label}"
                 others = {f.name: f.forecasts for f in forecasters if f.kind == "llm" and f is not forecaster}
-                row, equities[key] = evaluate(forecaster.name, forecaster.kind, forecaster.forecasts, split.test,
+                row, equities[key] = evaluate(forecaster.name, forecaster.kind, forecaster.forecasts, test,
                                               strategy, params, config.costs,
                                               others if issubclass(strategy, EnsembleStrategy) else None)
                 rows.append({**row, **forecaster.cost, "strategy": label, "key": key})
@@ -107,25 +113,49 @@ def run(config: RunConfig) -> pd.DataFrame:
                     _summary(rows[-1])
         significance(rows, {f.name: f.forecasts for f in forecasters}, equities)
     table = pd.DataFrame(rows).reindex(columns=[*COLUMNS, "entry", "key"])
+    with timings.stage("backtest"):
+        folds = _per_fold(forecasters, splits, config) if len(splits) > 1 else None
     with timings.stage("report"):
-        _write(config, table, equities, forecasters, split, base, seen)
+        _write(config, table, equities, forecasters, splits, base, seen, folds)
     (config.out / "timings.json").write_text(json.dumps(timings, indent=2))
     return table.drop(columns="key")
 
 
-def _tuned(split: Split, base: Base, method: Method, config: RunConfig, source: str, timings: Timings) -> Forecaster:
+def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, source: str,
+           timings: Timings) -> Forecaster:
+    """Tune ``method`` on each split (one, or one per walk-forward fold) and forecast its test bars."""
     registry = Registry(config.registry)
     stem = Path(config.data).stem.lower() if config.data else "eurusd"
-    with timings.stage("train"):
-        entry, trained = train_entry(split, base, method, registry, f"{stem}-{method.name}", config.train_config(),
-                                     source, config.context, force=config.force, resume=config.resume)
-    with timings.stage("predict"):
-        forecasts, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, registry.root / ".cache")
-        cost = {k: entry.metadata["cost"][k] for k in ("trainable_params", "train_seconds", "peak_memory_mb",
-                                                        "saved_mb")}
-        cost.update(predict_ms_per_bar=ms_per_bar, predict_ms_per_bar_merged=_merged_latency(entry, split),
-                    entry=entry.ref, trained_now=trained)
-    return Forecaster(method.name, "llm", forecasts, cost)
+    forecasts, costs = [], []
+    for split in splits:
+        with timings.stage("train"):
+            entry, trained = train_entry(split, base, method, registry, f"{stem}-{method.name}",
+                                         config.train_config(), source, config.context, force=config.force,
+                                         resume=config.resume)
+        with timings.stage("predict"):
+            frame, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, registry.root / ".cache")
+            forecasts.append(frame)
+            costs.append({**entry.metadata["cost"], "predict_ms_per_bar": ms_per_bar, "entry": entry.ref,
+                          "predict_ms_per_bar_merged": _merged_latency(entry, split), "trained_now": trained})
+    cost = pd.DataFrame(costs)
+    summary = {"trainable_params": cost["trainable_params"].iloc[0], "train_seconds": cost["train_seconds"].sum(),
+               "peak_memory_mb": cost["peak_memory_mb"].max(), "saved_mb": cost["saved_mb"].iloc[0],
+               "predict_ms_per_bar": cost["predict_ms_per_bar"].mean(),
+               "predict_ms_per_bar_merged": cost["predict_ms_per_bar_merged"].mean(),
+               "entry": ",".join(cost["entry"]), "trained_now": bool(cost["trained_now"].any())}
+    return Forecaster(method.name, "llm", pd.concat(forecasts), summary)
+
+
+def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunConfig) -> pd.DataFrame:
+    """Metrics of every forecaster on each walk-forward fold, under the first strategy."""
+    _, strategy, params = config.strategies[0]
+    rows = []
+    for fold, split in enumerate(splits, start=1):
+        for forecaster in forecasters:
+            forecasts = forecaster.forecasts.loc[split.test.index]
+            row, _ = evaluate(forecaster.name, forecaster.kind, forecasts, split.test, strategy, params, config.costs)
+            rows.append({"fold": fold, "start": split.test.index[0], "end": split.test.index[-1], **row})
+    return pd.DataFrame(rows)
 
 
 def _merged_latency(entry: Entry, split: Split) -> float:
@@ -143,11 +173,13 @@ def _summary(row: dict) -> None:
           f"{'' if row['trained_now'] else ' (from registry)'}", file=sys.stderr)
 
 
-def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: list[Forecaster], split: Split,
-           base: Base, warnings: list[str]) -> None:
+def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: list[Forecaster],
+           splits: list[Split], base: Base, warnings: list[str], folds: pd.DataFrame | None) -> None:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    close = split.test["close"]
+    if folds is not None:
+        folds.to_csv(out / "folds.csv", index=False)
+    close = pd.concat([s.test for s in splits])["close"]
     benchmark = config.costs.cash * close / close.iloc[0]
     for (key, equity), (_, row) in zip(equities.items(), table.iterrows(), strict=True):
         tearsheet(equity, benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html")
@@ -159,14 +191,17 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                                                                                      index=False)
     train = config.train_config()
     settings = {"data": config.data or "EURUSD H1 (backtesting package)",
-                **{f"{k} split": " → ".join(v) for k, v in split.dates().items()},
+                **{f"{k} split": " → ".join(v) for k, v in splits[0].dates().items()},
+                **({"walk-forward": f"{len(splits)} folds, {'rolling' if config.rolling else 'expanding'} training, "
+                    f"test {splits[0].dates()['test'][0]} → {splits[-1].dates()['test'][1]}"} if folds is not None
+                   else {}),
                 "base": f"{base.spec} ({base.fingerprint})",
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
                 "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
                 **{f"cost: {k}": v for k, v in config.costs.describe().items()}}
     forecasts = {f.name: f.forecasts for f in forecasters}
     page = comparison_html(table, {**equities, "buy & hold": benchmark}, forecasts, settings, warnings,
-                           pretraining_question(table, forecasts))
+                           pretraining_question(table, forecasts), folds)
     (out / "comparison.html").write_text(page)
 
 

@@ -6,6 +6,8 @@ step budget and the same batch size; only its learning rate is its own.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import math
 import threading
 import time
@@ -150,6 +152,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.dev)
             self._start = torch.cuda.memory_allocated(self.dev)
         else:
+            _return_free_memory()  # so that memory freed by an earlier job is not silently reused and missed
             self._start = _rss_bytes()
             self._peak = self._start
             self._thread = threading.Thread(target=self._watch, daemon=True)
@@ -168,6 +171,11 @@ class PeakMemory:
             self._thread.join()
             peak = max(self._peak, _rss_bytes())
         self.peak_mb = (peak - self._start) / 2**20
+
+
+def _return_free_memory() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: RSS growth is then a lower bound
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _rss_bytes() -> int:

@@ -103,3 +103,20 @@ def test_unknown_strategy_lists_the_shipped_ones(capsys):
     assert main(["run", "--quick", "--strategy", "Nope"]) == 2
     err = capsys.readouterr().err
     assert "unknown strategy 'Nope'" in err and "ThresholdStrategy" in err and "ProbabilityStrategy" in err
+
+
+def test_walk_forward_reports_each_fold(quick_run, tiny_base, tmp_path):
+    _, folder, data = quick_run
+    out = tmp_path / "wf"
+    assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(tmp_path / "reg"),
+                 "--out", str(out), "--methods", "lora", "--walk-forward", "3"]) == 0
+    folds = pd.read_csv(out / "folds.csv", parse_dates=["start", "end"])
+    assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 4
+    pooled = pd.read_csv(out / "comparison.csv").set_index("method")
+    assert len(pooled) == 4 and "Walk-forward folds" in (out / "comparison.html").read_text()
+    entries = sorted((tmp_path / "reg" / "bars-lora").glob("*/metadata.json"))
+    assert len(entries) == 3  # one model per fold
+    for meta, (_, fold) in zip(entries, folds[folds["method"] == "lora"].sort_values("fold").iterrows(),
+                               strict=True):
+        split = json.loads(meta.read_text())["split"]
+        assert pd.Timestamp(split["val"][1]) < fold["start"] == pd.Timestamp(split["test"][0])

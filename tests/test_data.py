@@ -60,3 +60,18 @@ def test_split_is_chronological():
     split = split_bars(bars, test=0.2, val=0.1)
     assert len(split.test) == 1000
     assert split.train.index[-1] < split.val.index[0] < split.val.index[-1] < split.test.index[0]
+
+
+@pytest.mark.parametrize("rolling", [False, True])
+def test_walk_forward_folds_train_only_on_earlier_bars(rolling):
+    from backtests.data import walk_forward_splits
+
+    bars = load_bars()
+    splits = walk_forward_splits(bars, 4, test=0.2, val=0.1, rolling=rolling)
+    tests = pd.concat([s.test for s in splits])
+    assert tests.index.equals(bars.index[4000:])  # the folds tile the last 20% exactly once
+    for split in splits:
+        assert split.train.index[-1] < split.val.index[0] <= split.val.index[-1] < split.test.index[0]
+        assert len(split.test) == 250
+    sizes = [len(s.train) + len(s.val) for s in splits]
+    assert (len(set(sizes)) == 1) if rolling else (sizes == sorted(sizes) and sizes[0] < sizes[-1])

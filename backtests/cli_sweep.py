@@ -1,0 +1,64 @@
+"""``llmsignal sweep CONFIG``: methods x seeds x hyper-parameters x data sets, trials in parallel on Ray.
+
+    llmsignal sweep examples/sweep.yaml                            # a local Ray with one worker per CPU
+    llmsignal sweep examples/sweep.yaml --workers 2 --out runs/sweep --registry registry
+    llmsignal sweep sweep.yaml --address auto                      # a running Ray cluster (docs/sweeps.md)
+    llmsignal sweep sweep.yaml --address ray://head:10001          # the same through Ray Client
+
+Writes OUT/sweep.csv (one row per trial and strategy) and OUT/sweep.html (per method: mean and std over seeds,
+best hyper-parameters, deflated Sharpe of the best trial). Started again, it skips the trials already finished
+ok. Exit status: 0 when every trial ran, 1 when some failed (the tables are written all the same), 2 for a
+config that cannot run. Without ``ray`` installed the trials run one after another in this process.
+
+``backtests.cli`` mounts this with ``cli_sweep.add_parsers(sub)`` and ``COMMANDS.update(cli_sweep.COMMANDS)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the ``sweep`` command to the ``llmsignal`` subparsers ``sub``."""
+    sweep = sub.add_parser("sweep", help="a grid of methods, seeds, hyper-parameters and data sets, on Ray",
+                           description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sweep.add_argument("config", type=Path, metavar="CONFIG", help="YAML or JSON grid (see examples/sweep.yaml)")
+    sweep.add_argument("--address", help="a Ray cluster to run on: auto, or ray://host:port (default: a local Ray)")
+    sweep.add_argument("--workers", type=_positive,
+                       help="CPUs of the local Ray, one trial each (default: every CPU); ignored with --address")
+    sweep.add_argument("--out", type=Path, default=Path("runs/sweep"),
+                       help="sweep folder: trials/, sweep.csv, sweep.html (on shared storage for a cluster)")
+    sweep.add_argument("--registry", type=Path, default=Path("registry"),
+                       help="registry folder shared by the trials (on shared storage for a cluster)")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from backtests import sweep
+
+    try:
+        trials = sweep.expand(sweep.load_grid(args.config))
+        results = sweep.run_sweep(trials, args.out, args.registry, address=args.address, workers=args.workers)
+    except sweep.SweepError as err:
+        print(f"llmsignal: error: {err}", file=sys.stderr)
+        return 2
+    table, summary = sweep.write_outputs(args.out, results)
+    best = summary["best"]
+    if len(best):
+        print(best.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for _, failure in summary["failures"].iterrows():
+        print(f"failed: {failure['trial']}: {failure['error']}", file=sys.stderr)
+    print(f"\n{summary['trials']} trials: {summary['ok']} ok, {summary['failed']} failed; "
+          f"results: {args.out / 'sweep.csv'}, {args.out / 'sweep.html'}")
+    return 1 if summary["failed"] else 0
+
+
+COMMANDS = {"sweep": _sweep}

@@ -1,0 +1,237 @@
+"""How fast is each stage, and how far from the machine's limit? Prints one table.
+
+    python benchmarks/run.py            # every row (about 15 minutes on 2 cores)
+    python benchmarks/run.py --quick    # fewer bars, steps and sizes (about 3 minutes)
+
+Rows are explained in benchmarks/README.md. Ratios are written like ``57.3x``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import backtrader as bt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from backtests.backtest import run_backtest  # noqa: E402
+from backtests.data import split_bars  # noqa: E402
+from backtests.training import train_entry  # noqa: E402
+from finetune.base import load_base  # noqa: E402
+from finetune.codec import TokenTable  # noqa: E402
+from finetune.methods import count_trainable, get_model, make_method  # noqa: E402
+from finetune.train import TrainConfig  # noqa: E402
+from models.predictor import Predictor  # noqa: E402
+from models.registry import Registry  # noqa: E402
+from strategies import SignalFeed, ThresholdStrategy, signal_frame  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS: list[tuple[str, str, str, str]] = []
+
+
+def row(stage: str, what: str, value: str, note: str = "") -> None:
+    ROWS.append((stage, what, value, note))
+    print(f"  {stage:<11} {what:<52} {value:>16}  {note}", file=sys.stderr, flush=True)
+
+
+def synthetic_bars(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 1.1 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.0003,
+                         "low": np.minimum(open_, close) * 0.9997, "close": close, "volume": 1.0},
+                        index=pd.date_range("2015-01-01", periods=n, freq="h", name="timestamp"))
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of a large float32 matmul: the practical peak of this machine for dense training."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    torch.matmul(a, b)
+    began = time.perf_counter()
+    for _ in range(repeats):
+        torch.matmul(a, b)
+    return 2 * size**3 * repeats / (time.perf_counter() - began)
+
+
+# -- prediction ---------------------------------------------------------------------------------------------------
+
+class GenerateEveryBar(bt.Strategy):
+    """The seed articles' way: one generate() call per bar inside next(), then trade the decoded number."""
+
+    params = (("model", None), ("table", None), ("codec", None))
+
+    def next(self) -> None:
+        closes = np.array(self.data.close.get(size=self.p.codec.context + 1))
+        if len(closes) <= self.p.codec.context:
+            return
+        ids = self.p.table.ids(self.p.codec.to_bins(closes))[None]
+        digits = self.p.table.digits.tolist()
+        with torch.no_grad():
+            out = self.p.model.generate(ids, max_new_tokens=2, do_sample=False, pad_token_id=0,
+                                        prefix_allowed_tokens_fn=lambda *_: digits)
+        first, second = (digits.index(t) for t in out[0, -2:].tolist())
+        forecast = closes[-1] * np.exp(self.p.codec.bin_returns()[10 * first + second])
+        self.order_target_size(target=1000 if forecast > closes[-1] else -1000)
+
+
+def bench_prediction(entry, bars: pd.DataFrame, naive_bars: int) -> None:
+    predictor = Predictor.from_entry(entry)
+    start = predictor.codec.context
+    began = time.perf_counter()
+    predictor.predict(bars, start, progress=False)
+    batched = (len(bars) - start) / (time.perf_counter() - began)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(bt.feeds.PandasData(dataname=bars.iloc[:naive_bars + start]))
+    cerebro.addstrategy(GenerateEveryBar, model=predictor.model, table=predictor.table, codec=predictor.codec)
+    began = time.perf_counter()
+    cerebro.run()
+    naive = naive_bars / (time.perf_counter() - began)
+    row("predict", "batched predictor, forecasts/s", f"{batched:,.0f}", f"{len(bars) - start} bars, exact 100-bin")
+    row("predict", "generate() per bar in next(), forecasts/s", f"{naive:,.1f}", f"{naive_bars} bars, greedy")
+    row("predict", "batched / per-bar generate()", f"{batched / naive:.1f}x", "target >= 50x")
+
+
+# -- training -----------------------------------------------------------------------------------------------------
+
+def train_speed(model: torch.nn.Module, table: TokenTable, steps: int, batch: int, window: int) -> tuple[float, float]:
+    """Tokens/s and model FLOP/s (6 x parameters x tokens, the usual convention) of a few training steps."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4)
+    ids = table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, window)))
+    model.train()
+    for step in range(steps + 1):
+        if step == 1:  # the first step pays for allocation; time the rest
+            began = time.perf_counter()
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    seconds = (time.perf_counter() - began) / steps
+    tokens = ids.numel() / seconds
+    return tokens, 6 * sum(p.numel() for p in model.parameters()) * tokens
+
+
+def bench_training(methods: list[str], base, gpt2_small: bool, steps: int, peak: float) -> None:
+    table = TokenTable(base.tokenizer)
+    for name in methods:
+        method = make_method(name)
+        if not method.trainable:
+            continue
+        tokens, flops = train_speed(get_model(base.model, method), table, steps, 16, 49)
+        row("train", f"embedded base, {name}: tokens/s", f"{tokens:,.0f}", f"{flops / peak:.0%} of matmul peak")
+    if not gpt2_small:
+        return
+    small = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12))
+    # the embedded tokenizer's ids are valid GPT-2 ids too: cost does not depend on which tokens they are
+    for name in methods:
+        method = make_method(name)
+        if not method.trainable:
+            continue
+        model = get_model(small, method)
+        tokens, flops = train_speed(model, table, max(2, steps // 4), 4, 49)
+        row("train", f"GPT-2 small (124M), {name}: tokens/s", f"{tokens:,.0f}",
+            f"{flops / peak:.0%} of peak; {count_trainable(model):,} trainable")
+
+
+# -- backtest -----------------------------------------------------------------------------------------------------
+
+class PlainThreshold(bt.Strategy):
+    """The same trading rule on a plain feed, with the forecast already in a pandas column: no LLM plumbing."""
+
+    params = (("forecast", None),)
+
+    def next(self) -> None:
+        forecast = self.p.forecast[len(self) - 1]
+        self.order_target_size(target=1000 if forecast > self.data.close[0] else -1000)
+
+
+def bench_backtest(bars: pd.DataFrame, label: str) -> None:
+    forecasts = pd.DataFrame({"forecast": bars["close"] * np.exp(np.random.default_rng(1).normal(0, 1e-4, len(bars))),
+                              "p_up": 0.5}, index=bars.index)
+    began = time.perf_counter()
+    run_backtest(signal_frame(bars, forecasts), ThresholdStrategy)
+    signal = len(bars) / (time.perf_counter() - began)
+    cerebro = bt.Cerebro(stdstats=False)
+    cerebro.adddata(SignalFeed(dataname=signal_frame(bars, forecasts)))
+    cerebro.addstrategy(PlainThreshold, forecast=forecasts["forecast"].to_numpy())
+    began = time.perf_counter()
+    cerebro.run()
+    plain = len(bars) / (time.perf_counter() - began)
+    row("backtest", f"{label}: LLM-signal strategy, bars/s", f"{signal:,.0f}", "with costs and analyzers")
+    row("backtest", f"{label}: plain backtrader strategy, bars/s", f"{plain:,.0f}")
+    row("backtest", f"{label}: LLM-signal overhead", f"{plain / signal:.2f}x", "target <= 1.10x")
+
+
+# -- end to end and scaling ---------------------------------------------------------------------------------------
+
+def bench_end_to_end(quick: bool) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for args in ([["--quick"]] if quick else [["--quick"], []]):
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "backtests.run", *args, "--registry", f"{tmp}/reg", "--out",
+                            f"{tmp}/out"], check=True, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - began
+            stages = json.loads(Path(f"{tmp}/out/timings.json").read_text())
+            label = "llmsignal run " + " ".join(args)
+            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            row("end-to-end", f"{label}: wall seconds", f"{wall:.0f}", f"peak RSS so far {peak:,.0f} MB")
+            for stage, seconds in stages.items():
+                row("end-to-end", f"{label}: {stage}", f"{seconds:.1f} s")
+
+
+def bench_scaling(entry, sizes: list[int]) -> None:
+    predictor = Predictor.from_entry(entry)
+    for n in sizes:
+        bars = synthetic_bars(n, seed=n)
+        began = time.perf_counter()
+        forecasts = predictor.predict(bars, predictor.codec.context, progress=False)
+        predict = time.perf_counter() - began
+        began = time.perf_counter()
+        run_backtest(signal_frame(bars, forecasts), ThresholdStrategy)
+        backtest = time.perf_counter() - began
+        row("scaling", f"{n:,} bars: predict / backtest seconds", f"{predict:.1f} / {backtest:.1f}",
+            f"{n / predict:,.0f} and {n / backtest:,.0f} bars/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    peak = matmul_peak()
+    row("machine", "float32 matmul peak (2048x2048), GFLOP/s", f"{peak / 1e9:,.1f}",
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    base = load_base("embedded")
+    with tempfile.TemporaryDirectory() as tmp:
+        bars = synthetic_bars(1200 if args.quick else 5000)
+        split = split_bars(bars)
+        entry, _ = train_entry(split, base, make_method("lora"), Registry(tmp), "bench-lora",
+                               TrainConfig(steps=2, batch_size=4), "synthetic")
+        bench_prediction(entry, split.test, naive_bars=50 if args.quick else 200)
+        bench_training(["full", "lora", "adapter"] if args.quick else
+                       ["full", "lora", "adapter", "houlsby", "parallel", "prefix", "ia3", "ln", "bitfit"],
+                       base, gpt2_small=True, steps=4 if args.quick else 8, peak=peak)
+        for n in ([1000] if args.quick else [5000, 100_000]):
+            bench_backtest(synthetic_bars(n), f"{n:,} bars")
+        bench_scaling(entry, [1000, 5000] if args.quick else [1000, 5000, 20_000, 100_000])
+    bench_end_to_end(args.quick)
+    width = max(len(r[1]) for r in ROWS)
+    print(f"\n{'stage':<11} {'measure':<{width}} {'value':>16}  note")
+    for stage, what, value, note in ROWS:
+        print(f"{stage:<11} {what:<{width}} {value:>16}  {note}")
+
+
+if __name__ == "__main__":
+    main()
