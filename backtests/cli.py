@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     _strategy_flags(backtest)
     methods = sub.add_parser("methods", help="list the tuning methods")
     methods.add_argument("--base", default="embedded")
+    compare = sub.add_parser("compare", help="one comparison page from runs already on disk")
+    compare.add_argument("runs", nargs="+", type=Path, help="folders written by `llmsignal run`")
+    compare.add_argument("--out", type=Path, required=True)
     info = sub.add_parser("base-info", help="what the base was pretrained on, and its held-out loss")
     info.add_argument("--base", default="embedded")
     cli_serve.add_parsers(sub)
@@ -258,6 +261,14 @@ def _methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from backtests.compare import compare
+
+    table = compare(args.runs, args.out)
+    print(f"{len(table)} rows from {len(args.runs)} run(s): {args.out / 'comparison.html'}")
+    return 0
+
+
 def _base_info(args: argparse.Namespace) -> int:
     from finetune.base import load_base
 
@@ -279,6 +290,6 @@ def _base_info(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": _run, "train": _train, "pretrain": _pretrain, "predict": _predict, "backtest": _backtest,
             "methods": _methods,
-            "base-info": _base_info}
+            "base-info": _base_info, "compare": _compare}
 COMMANDS.update(cli_serve.COMMANDS)
 COMMANDS.update(cli_sweep.COMMANDS)

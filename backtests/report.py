@@ -25,6 +25,7 @@ COLUMNS = ["method", "kind", "strategy", "mse", "mae", "mase", "directional_accu
            "max_drawdown", "trades", "commission", "swap", "trainable_params", "train_seconds", "peak_memory_mb",
            "saved_mb", "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_stat", "dm_pvalue", "da_ci_low",
            "da_ci_high", "sharpe_ci_low", "sharpe_ci_high", "deflated_sharpe", "verdict"]
+BENCHMARK = "buy & hold"
 LOWER_IS_BETTER = {"mse", "mae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
                    "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_pvalue"}
 HIGHER_IS_BETTER = {"directional_accuracy", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
@@ -52,7 +53,7 @@ def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str
     import quantstats as qs
 
     returns, bench = daily_returns(equity), daily_returns(benchmark)
-    bench.name = "buy & hold"
+    bench.name = BENCHMARK
     if isinstance(returns, pd.Series):
         returns.name = title
     else:  # quantstats cannot align a column that never moves
@@ -79,7 +80,7 @@ def equity_figure(curves: dict[str, pd.Series]) -> str:
     """Equity curves (rebased to 1) above their drawdowns, every method and baseline in one figure."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=[2, 1])
     for name, equity in curves.items():
-        style = "--" if name == "buy & hold" else "-"
+        style = "--" if name == BENCHMARK else "-"
         top.plot(equity.index, equity / equity.iloc[0], style, label=name, linewidth=1.1)
         bottom.plot(equity.index, equity / equity.cummax() - 1, style, linewidth=0.9)
     top.set_ylabel("equity (start = 1)")
@@ -131,18 +132,19 @@ def _cell(value) -> str:
 
 def metrics_table(table: pd.DataFrame) -> str:
     """A sortable table; the best value of each metric column is marked."""
+    columns = [c for c in table.columns if c != "key"]  # the key names the tearsheet; the method shows it
     best = {}
-    for column in table.columns:
+    for column in columns:
         values = pd.to_numeric(table[column], errors="coerce")
         if column in LOWER_IS_BETTER and values.notna().any():
             best[column] = values.min()
         elif column in HIGHER_IS_BETTER and values.notna().any():
             best[column] = values.max()
-    head = "".join(f"<th onclick=\"sortBy(this)\">{html.escape(c)}</th>" for c in table.columns)
+    head = "".join(f"<th onclick=\"sortBy(this)\">{html.escape(c)}</th>" for c in columns)
     body = []
     for _, row in table.iterrows():
         cells = []
-        for column in table.columns:
+        for column in columns:
             text = _cell(row[column])
             if column == "method" and "key" in row:
                 text = f'<a href="tearsheets/{html.escape(row["key"])}.html">{text}</a>'
@@ -205,3 +207,14 @@ below. Best value per column in green; click a header to sort; a method's name l
 <h2>Forecast against actual (end of the test period)</h2><img src="{forecast_figure(forecasts)}" alt="forecasts">
 <h2>Cost against error</h2><img src="{cost_figure(table)}" alt="cost against error">
 <h2>Settings</h2><table>{settings_rows}</table></body></html>"""
+
+
+def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series], benchmark: pd.Series,
+                 forecasts: dict[str, pd.DataFrame], settings: dict, alerts: list[str], pretraining: dict | None,
+                 folds: pd.DataFrame | None = None) -> None:
+    """Tearsheets (one per row of ``table``, keyed by its ``key`` column, and all side by side) and the page."""
+    for key, row in table.set_index("key").iterrows():
+        tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html")
+    tearsheet(pd.DataFrame(equities), benchmark, "all methods", out / "tearsheets" / "all.html")
+    page = comparison_html(table, {**equities, BENCHMARK: benchmark}, forecasts, settings, alerts, pretraining, folds)
+    (out / "comparison.html").write_text(page)

@@ -22,7 +22,7 @@ from backtests.baselines import BASELINES
 from backtests.costs import Costs
 from backtests.data import Split, load_bars, split_bars, walk_forward_splits
 from backtests.evaluation import evaluate, pretraining_question, significance
-from backtests.report import COLUMNS, comparison_html, tearsheet
+from backtests.report import BENCHMARK, COLUMNS, write_report
 from backtests.training import train_entry
 from finetune.base import Base, load_base, seen_by_base
 from finetune.methods import Method, make_method
@@ -177,18 +177,6 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
            splits: list[Split], base: Base, warnings: list[str], folds: pd.DataFrame | None) -> None:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
-    if folds is not None:
-        folds.to_csv(out / "folds.csv", index=False)
-    close = pd.concat([s.test for s in splits])["close"]
-    benchmark = config.costs.cash * close / close.iloc[0]
-    for (key, equity), (_, row) in zip(equities.items(), table.iterrows(), strict=True):
-        tearsheet(equity, benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html")
-    tearsheet(pd.DataFrame(equities), benchmark, "all methods", out / "tearsheets" / "all.html")
-    table.drop(columns="key").to_csv(out / "comparison.csv", index=False)
-    frame = pd.concat([f.forecasts.assign(method=f.name) for f in forecasters])
-    frame.index.name = "timestamp"
-    frame.reset_index()[["timestamp", "method", "close", "forecast", "p_up"]].to_csv(out / "predictions.csv",
-                                                                                     index=False)
     train = config.train_config()
     settings = {"data": config.data or "EURUSD H1 (backtesting package)",
                 **{f"{k} split": " → ".join(v) for k, v in splits[0].dates().items()},
@@ -199,10 +187,20 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
                 "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
                 **{f"cost: {k}": v for k, v in config.costs.describe().items()}}
+    if folds is not None:
+        folds.to_csv(out / "folds.csv", index=False)
+    close = pd.concat([s.test for s in splits])["close"]
+    benchmark = config.costs.cash * close / close.iloc[0]
+    table.drop(columns="key").to_csv(out / "comparison.csv", index=False)
+    pd.DataFrame({**equities, BENCHMARK: benchmark}).rename_axis("timestamp").to_csv(out / "equity.csv")
+    (out / "settings.json").write_text(json.dumps({**settings, "warnings": warnings}, indent=2, default=str))
+    frame = pd.concat([f.forecasts.assign(method=f.name) for f in forecasters])
+    frame.index.name = "timestamp"
+    frame.reset_index()[["timestamp", "method", "close", "forecast", "p_up"]].to_csv(out / "predictions.csv",
+                                                                                     index=False)
     forecasts = {f.name: f.forecasts for f in forecasters}
-    page = comparison_html(table, {**equities, "buy & hold": benchmark}, forecasts, settings, warnings,
-                           pretraining_question(table, forecasts), folds)
-    (out / "comparison.html").write_text(page)
+    write_report(out, table, equities, benchmark, forecasts, settings, warnings,
+                 pretraining_question(table, forecasts), folds)
 
 
 def main(argv: list[str] | None = None) -> int:

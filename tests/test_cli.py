@@ -120,3 +120,21 @@ def test_walk_forward_reports_each_fold(quick_run, tiny_base, tmp_path):
                                strict=True):
         split = json.loads(meta.read_text())["split"]
         assert pd.Timestamp(split["val"][1]) < fold["start"] == pd.Timestamp(split["test"][0])
+
+
+def test_compare_rebuilds_the_page_from_saved_runs(quick_run, tmp_path, capsys):
+    _, folder, _ = quick_run
+    run = folder / "out"
+    assert main(["compare", str(run), "--out", str(tmp_path / "one")]) == 0
+    original, rebuilt = pd.read_csv(run / "comparison.csv"), pd.read_csv(tmp_path / "one" / "comparison.csv")
+    pd.testing.assert_frame_equal(original, rebuilt)
+    assert (tmp_path / "one" / "tearsheets" / "lora.html").exists()
+    other = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(run, other)
+    assert main(["compare", str(run), str(other), "--out", str(tmp_path / "two")]) == 0
+    both = pd.read_csv(tmp_path / "two" / "comparison.csv")
+    assert len(both) == 2 * len(original) and "other/lora" in set(both["method"])
+    assert main(["compare", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not an llmsignal run folder" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""Compare runs already on disk: the same comparison page, without training or predicting again.
+
+    llmsignal compare runs/eurusd runs/goog --out runs/both
+
+Each run folder is the ``--out`` of ``llmsignal run``. With several runs, each row's method is
+prefixed with its run's folder name so that rows stay apart.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from backtests.data import DataError
+from backtests.evaluation import pretraining_question
+from backtests.report import BENCHMARK, write_report
+
+RUN_FILES = ("comparison.csv", "equity.csv", "predictions.csv", "settings.json")
+
+
+def load_run(folder: Path, prefix: str = "") -> tuple[pd.DataFrame, dict, pd.Series, dict, dict]:
+    """A run's table (with keys), equity curves, benchmark, forecasts and settings."""
+    missing = [name for name in RUN_FILES if not (folder / name).exists()]
+    if missing:
+        raise DataError(f"{folder}: not an llmsignal run folder (missing {', '.join(missing)})")
+    table = pd.read_csv(folder / "comparison.csv")
+    equity = pd.read_csv(folder / "equity.csv", index_col=0, parse_dates=[0])
+    single = table["strategy"].nunique() == 1
+    table["key"] = [m if single else f"{m}-{s}" for m, s in zip(table["method"], table["strategy"], strict=True)]
+    predictions = pd.read_csv(folder / "predictions.csv", index_col=0, parse_dates=[0])
+    forecasts = {f"{prefix}{m}": frame.drop(columns="method") for m, frame in predictions.groupby("method")}
+    equities = {f"{prefix}{k}": equity[k] for k in table["key"]}
+    table["method"], table["key"] = prefix + table["method"], prefix + table["key"]
+    return table, equities, equity[BENCHMARK], forecasts, json.loads((folder / "settings.json").read_text())
+
+
+def compare(folders: list[Path], out: Path) -> pd.DataFrame:
+    """Write the comparison page of ``folders`` to ``out``; returns the combined table."""
+    runs = [load_run(f, f"{f.name}/" if len(folders) > 1 else "") for f in folders]
+    table = pd.concat([r[0] for r in runs], ignore_index=True)
+    equities = {k: v for r in runs for k, v in r[1].items()}
+    forecasts = {k: v for r in runs for k, v in r[3].items()}
+    settings = {f"{folder.name}: {k}" if len(folders) > 1 else k: v for folder, r in zip(folders, runs, strict=True)
+                for k, v in r[4].items() if k != "warnings"}
+    alerts = [w for r in runs for w in r[4].get("warnings", [])]
+    out.mkdir(parents=True, exist_ok=True)
+    table.drop(columns="key").to_csv(out / "comparison.csv", index=False)
+    pretraining = pretraining_question(table, forecasts) if len(folders) == 1 else None
+    write_report(out, table, equities, runs[0][2], forecasts, settings, alerts, pretraining)
+    return table
