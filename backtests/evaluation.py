@@ -57,7 +57,8 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
         da_low, da_high = _interval(directional_accuracy_ci, called, moved)
         row.update(dm_stat=stat, dm_pvalue=p, da_ci_low=da_low, da_ci_high=da_high, sharpe_ci_low=low,
                    sharpe_ci_high=high,
-                   deflated_sharpe=deflated_sharpe_from_returns(returns, len(equities), trial_sharpes or None),
+                   deflated_sharpe=deflated_sharpe_from_returns(returns, len(equities),
+                                                                    trial_sharpes if len(trial_sharpes) >= 2 else None),
                    verdict=verdict((low, high), p, row["mase"]))
 
 

@@ -41,9 +41,9 @@ import math
 import os
 import socket
 import sys
-import tempfile
 import time
 import traceback
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -323,31 +323,21 @@ def trial_rows(trial: Trial, folder: Path, registry: Path) -> list[dict[str, Any
     config = trial.run_config(folder, registry)
     table = run(config)
     tuned = table[table["kind"] == "llm"]
-    stats = _return_stats(config, tuned["entry"].iloc[0])
+    stats = _return_stats(folder, trial.method, [label for label, _, _ in config.strategies])
     return [{"strategy": row["strategy"], **{m: _plain(row.get(m)) for m in METRICS}, **stats[row["strategy"]],
              "entry": row["entry"]} for _, row in tuned.iterrows()]
 
 
-def _return_stats(config, entry_ref: str) -> dict[str, dict[str, float]]:
-    """Daily-return moments of each strategy's backtest of the trial's forecasts.
+def _return_stats(folder: Path, method: str, labels: list[str]) -> dict[str, dict[str, float]]:
+    """Daily-return moments of each strategy's backtest, from the equity curves the run saved in equity.csv.
 
-    ``run`` keeps its equity curves to itself, so the backtest is repeated here on the same cached forecasts
-    (cheap next to training); the Sharpe of these returns is the one in the trial's row.
+    The run names a column by the method alone when there is one strategy, else ``method-strategy``.
     """
-    from backtests.data import load_bars, split_bars
-    from backtests.evaluation import evaluate
     from backtests.metrics import daily_returns
-    from models.predictor import cached_predictions
-    from models.registry import Registry
 
-    split = split_bars(load_bars(config.data), config.test, config.val, config.context)
-    registry = Registry(config.registry)
-    forecasts, _ = cached_predictions(registry.get(entry_ref), split.bars, split.test_start, registry.root / ".cache")
-    stats = {}
-    for label, strategy, params in config.strategies:
-        _, equity = evaluate(config.methods[0], "llm", forecasts, split.test, strategy, params, config.costs)
-        stats[label] = return_moments(daily_returns(equity))
-    return stats
+    equity = pd.read_csv(folder / "equity.csv", index_col=0, parse_dates=[0])
+    keys = {label: method if len(labels) == 1 else f"{method}-{label}" for label in labels}
+    return {label: return_moments(daily_returns(equity[key].dropna())) for label, key in keys.items()}
 
 
 def return_moments(returns: Iterable[float]) -> dict[str, float]:
@@ -382,15 +372,18 @@ def _plain(value: Any) -> Any:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, then one rename: a reader (or a resumed sweep) never sees half a file."""
+    """Temp file in the same folder, then one rename: a reader (or a resumed sweep) never sees half a file.
+
+    The temp name is unique per process (workers on several hosts may share the folder), and ``open`` keeps the
+    umask's permissions, which ``mkstemp``'s 0600 would not: other users of a shared mount read the results.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
+        tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

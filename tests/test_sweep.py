@@ -188,7 +188,7 @@ def test_without_ray_trials_run_one_after_another_and_a_failure_is_recorded(tiny
     lora = table.loc["lora"]
     assert lora["status"] == "ok" and pd.isna(lora["error"]) and lora["trainable_params"] > 0
     assert lora["mase"] > 0 and lora["entry"] == "bars-lora@1" and lora["strategy"] == "ThresholdStrategy"
-    # the backtest repeated for the return moments is the run's own: same Sharpe
+    # the return moments come from the run's saved equity curve: the same Sharpe
     if lora["trades"] > 0:
         assert lora["daily_sharpe"] * np.sqrt(PERIODS_PER_YEAR) == pytest.approx(lora["sharpe"])
     else:
@@ -231,15 +231,25 @@ def local_ray():
 
 
 def test_a_sweep_on_ray_runs_in_parallel_and_resumes(local_ray, tiny_base, data_csv, tmp_path):
+    # a strategy from a file, loaded by each worker; it always holds a position, so its Sharpe exists
+    (tmp_path / "mine.py").write_text("from strategies import LLMSignalStrategy\n\n\n"
+                                      "class AlwaysLong(LLMSignalStrategy):\n"
+                                      "    def decide(self, signal):\n        return 1.0\n")
     grid = sweep.grid_from_dict({"methods": ["lora", "adapter"], "seeds": [0, 1], "data": [str(data_csv)],
-                                 "base": tiny_base, "budget": {"quick": True}})
+                                 "base": tiny_base, "budget": {"quick": True},
+                                 "strategies": ["ThresholdStrategy", "mine.py:AlwaysLong"]}, tmp_path)
     trials = sweep.expand(grid)
     out, registry = tmp_path / "out", tmp_path / "reg"
     results = sweep.run_sweep(trials, out, registry, progress=False)
     table, summary = sweep.write_outputs(out, results)
-    assert len(table) == 4 and (table["status"] == "ok").all()
-    assert sorted(zip(table["method"], table["seed"], strict=True)) == [("adapter", 0), ("adapter", 1), ("lora", 0),
-                                                                        ("lora", 1)]
+    assert len(table) == 4 * 2 and (table["status"] == "ok").all()  # a row per trial and strategy
+    assert sorted(set(zip(table["method"], table["seed"], strict=True))) == [("adapter", 0), ("adapter", 1),
+                                                                             ("lora", 0), ("lora", 1)]
+    assert set(table["strategy"]) == {"ThresholdStrategy", "AlwaysLong"}
+    traded = table[table["trades"] > 0]
+    assert set(traded["strategy"]) >= {"AlwaysLong"}
+    assert np.allclose(traded["daily_sharpe"] * np.sqrt(PERIODS_PER_YEAR), traded["sharpe"])
+    assert table.loc[table["trades"] == 0, "daily_sharpe"].isna().all()
     assert {r["pid"] for r in results}.isdisjoint({os.getpid()})  # ran in Ray workers, not here
     assert pd.read_csv(out / "sweep.csv")["trial"].tolist() == table["trial"].tolist()
     assert set(summary["best"]["method"]) == {"lora", "adapter"}

@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+
+from backtests.evaluation import pretraining_question, significance
+
+
+def _frame(close, target, noise, seed):
+    forecast = target * np.exp(np.random.default_rng(seed).normal(0, noise, len(close)))
+    return pd.DataFrame({"close": close, "forecast": forecast, "p_up": 0.5}, index=close.index)
+
+
+def _setup():
+    index = pd.date_range("2021-01-01", periods=24 * 60, freq="h")
+    close = pd.Series(1.1 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 1e-3, len(index)))), index=index)
+    forecasts = {"naive": pd.DataFrame({"close": close, "forecast": close, "p_up": 0.5}),
+                 "good": _frame(close, close.shift(-1).fillna(close.iloc[-1]), 1e-5, 1),
+                 "noisy": _frame(close, close, 3e-3, 2)}
+    return index, close, forecasts
+
+
+def test_significance_with_only_one_curve_that_moves():
+    index, close, forecasts = _setup()
+    flat = pd.Series(1e5, index=index)
+    equities = {"naive": flat, "good": 1e5 * close / close.iloc[0], "noisy": flat}
+    rows = [{"method": m, "key": m, "mase": 1.0} for m in forecasts]
+    significance(rows, forecasts, equities)
+    good = rows[1]
+    assert good["dm_stat"] < -5 and good["dm_pvalue"] < 1e-6  # a near-perfect forecast beats naive
+    assert 0 <= good["deflated_sharpe"] <= 1
+    assert np.isnan(rows[0]["dm_pvalue"])  # naive is the reference
+
+
+def test_pretraining_question_names_the_winner():
+    _, _, forecasts = _setup()
+    table = pd.DataFrame({"method": ["lora", "scratch", "naive"], "kind": ["llm", "llm", "baseline"],
+                          "mse": [1.0, 2.0, 3.0], "mase": [0.5, 1.5, 1.0], "directional_accuracy": 0.5,
+                          "sharpe": [1.0, -1.0, 0.0]})
+    answer = pretraining_question(table, {"lora": forecasts["good"], "scratch": forecasts["noisy"],
+                                          "naive": forecasts["naive"]})
+    assert answer["best"] == "lora" and answer["sentence"].startswith("Yes on this data: lora")
+    assert "it beats the best baseline, naive" in answer["sentence"]
+    assert pretraining_question(table[table["method"] != "scratch"], forecasts) is None
