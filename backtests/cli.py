@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # adapters warns "none are activated" while a model is being built, before train_adapter activates it
+    logging.getLogger("adapters").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args) or 0
