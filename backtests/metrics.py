@@ -33,11 +33,14 @@ def forecast_error(predictions: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def daily_returns(equity: pd.Series) -> pd.Series:
-    """Compounded daily returns of an intraday equity curve (quantstats and Sharpe work on days)."""
-    daily = equity.resample("1D").last().dropna()
-    start = pd.Series([equity.iloc[0]], index=[daily.index[0] - pd.Timedelta(days=1)])
-    return pd.concat([start, daily]).pct_change().dropna()
+def daily_returns(equity: pd.Series | pd.DataFrame) -> pd.Series | pd.DataFrame:
+    """Compounded daily returns of intraday equity curves (quantstats and Sharpe work on days).
+
+    The first day's return is measured from the first bar's equity, so no day is lost.
+    """
+    daily = equity.resample("1D").last().dropna(how="all")
+    start = equity.iloc[[0]].set_axis([daily.index[0] - pd.Timedelta(days=1)])
+    return pd.concat([start, daily]).pct_change().dropna(how="all")
 
 
 def trading_performance(equity: pd.Series) -> dict[str, float]:

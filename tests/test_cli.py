@@ -40,6 +40,7 @@ def test_run_writes_the_output_contract(quick_run):
         assert method in (out / "tearsheets" / f"{method}.html").read_text()
     page = (out / "comparison.html").read_text()
     assert "data:image/png;base64" in page and "tearsheets/lora.html" in page
+    assert "never held a position" not in (out / "tearsheets" / "all.html").read_text()
     assert set(json.loads((out / "timings.json").read_text())) == {"data", "train", "predict", "backtest", "report"}
 
 
