@@ -28,6 +28,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from run import synthetic_bars  # noqa: E402  (benchmarks/run.py, beside this script)
 
 from backtests.data import DataError, load_bars  # noqa: E402
 from models.predictor import Predictor  # noqa: E402
@@ -55,16 +56,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def synthetic_bars(n: int = 600, seed: int = 1) -> pd.DataFrame:
-    """A random walk of hourly bars, as the tests use."""
-    rng = np.random.default_rng(seed)
-    close = 1.1 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    open_ = np.r_[close[0], close[:-1]]
-    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.0005,
-                         "Low": np.minimum(open_, close) * 0.9995, "Close": close, "Volume": 100},
-                        index=pd.date_range("2020-01-01", periods=n, freq="h", name="Date"))
-
-
 def tiny_entry(folder: Path) -> tuple[Entry, str]:
     """A two-layer GPT-2 on the embedded tokenizer, LoRA-tuned for 3 steps: seconds on a CPU."""
     import torch
@@ -82,7 +73,7 @@ def tiny_entry(folder: Path) -> tuple[Entry, str]:
     model.save_pretrained(folder / "base")
     tokenizer.save_pretrained(folder / "base")
     data = folder / "bars.csv"
-    synthetic_bars().to_csv(data)
+    synthetic_bars(600).to_csv(data)
     split = split_bars(load_bars(data), context=QUICK_CONTEXT)
     entry, _ = train_entry(split, load_base(str(folder / "base")), make_method("lora"), Registry(folder / "reg"),
                            "bench-lora", TrainConfig(steps=3, batch_size=4, window=QUICK_CONTEXT + 1), str(data),

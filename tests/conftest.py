@@ -45,3 +45,25 @@ def bars_csv(tmp_path) -> str:
     path = tmp_path / "bars.csv"
     synthetic_bars().to_csv(path)
     return str(path)
+
+
+TINY_CONTEXT = 16
+
+
+def tiny_entries(folder, base_path: str, methods=("lora",), bars: int = 500, prefix: str = "t"):
+    """Train each method for three steps on synthetic bars saved in ``folder``; returns (entries, split, csv)."""
+    from backtests.data import load_bars, split_bars
+    from backtests.training import train_entry
+    from finetune.base import load_base
+    from finetune.methods import make_method
+    from finetune.train import TrainConfig
+    from models.registry import Registry
+
+    path = folder / "bars.csv"
+    synthetic_bars(bars).to_csv(path)
+    split = split_bars(load_bars(path), context=TINY_CONTEXT)
+    base, registry = load_base(base_path), Registry(folder / "reg")
+    config = TrainConfig(steps=3, batch_size=4, window=TINY_CONTEXT + 1)
+    entries = {m: train_entry(split, base, make_method(m), registry, f"{prefix}-{m}", config, str(path),
+                              TINY_CONTEXT)[0] for m in methods}
+    return entries, split, path

@@ -3,30 +3,22 @@ import pandas as pd
 import pytest
 import torch
 
-from backtests.data import load_bars, split_bars
 from backtests.training import train_entry
 from finetune.base import load_base
 from finetune.methods import make_method
 from finetune.train import TrainConfig
 from models.predictor import Predictor, cached_predictions
 from models.registry import Registry
-from tests.conftest import synthetic_bars
+from tests.conftest import TINY_CONTEXT, tiny_entries
 
-CONTEXT = 16
+CONTEXT = TINY_CONTEXT
 
 
 @pytest.fixture(scope="module")
 def setup(tiny_base, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pred")
-    path = folder / "bars.csv"
-    synthetic_bars(500).to_csv(path)
-    split = split_bars(load_bars(path), context=CONTEXT)
-    registry = Registry(folder / "reg")
-    entries = {}
-    for name in ("lora", "prefix"):
-        entries[name], _ = train_entry(split, load_base(tiny_base), make_method(name), registry, f"t-{name}",
-                                       TrainConfig(steps=3, batch_size=4, window=CONTEXT + 1), str(path), CONTEXT)
-    return split, registry, entries
+    entries, split, _ = tiny_entries(folder, tiny_base, ("lora", "prefix"))
+    return split, Registry(folder / "reg"), entries
 
 
 def test_distribution_is_exact_and_sums_to_one(setup):

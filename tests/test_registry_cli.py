@@ -8,16 +8,11 @@ import numpy as np
 import pytest
 
 from backtests.cli import main
-from backtests.data import load_bars, split_bars
-from backtests.training import train_entry
-from finetune.base import load_base
-from finetune.methods import make_method
-from finetune.train import TrainConfig
+from backtests.data import load_bars
 from models.predictor import WEIGHTS, Predictor
 from models.registry import INDEX, Registry, RegistryError
-from tests.conftest import synthetic_bars
-
-CONTEXT = 16
+from tests.conftest import TINY_CONTEXT as CONTEXT
+from tests.conftest import tiny_entries
 
 
 def _save(registry, name="m", content=b"weights", **metadata):
@@ -41,13 +36,8 @@ def registry(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tiny_base, tmp_path_factory):
     """A real tiny entry, and bars to forecast with it."""
-    folder = tmp_path_factory.mktemp("regcli")
-    path = folder / "bars.csv"
-    synthetic_bars(400).to_csv(path)
-    split = split_bars(load_bars(path), context=CONTEXT)
-    entry, _ = train_entry(split, load_base(tiny_base), make_method("lora"), Registry(folder / "reg"), "real",
-                           TrainConfig(steps=3, batch_size=4, window=CONTEXT + 1), str(path), CONTEXT)
-    return entry, path
+    entries, _, path = tiny_entries(tmp_path_factory.mktemp("regcli"), tiny_base, bars=400, prefix="real")
+    return entries["lora"], path
 
 
 def test_list_shows_every_version_with_metrics_and_status(registry, capsys):

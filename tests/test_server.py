@@ -10,19 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.data import load_bars, split_bars
-from backtests.training import train_entry
-from finetune.base import load_base
-from finetune.methods import make_method
-from finetune.train import TrainConfig
 from models.predictor import Predictor
-from models.registry import Registry
 from models.server import MAX_BODY, ServeError, bind_socket, check_bind, create_app, start_in_thread, threshold_signal
 from strategies.base import Signal
 from strategies.threshold import ThresholdStrategy
-from tests.conftest import synthetic_bars
+from tests.conftest import TINY_CONTEXT as CONTEXT
+from tests.conftest import tiny_entries
 
-CONTEXT = 16
 KEY = "s3cret-key"
 DIGITS = 5  # EURUSD's _Digits in MetaTrader 5
 
@@ -31,11 +25,8 @@ DIGITS = 5  # EURUSD's _Digits in MetaTrader 5
 def served(tiny_base, tmp_path_factory):
     """A tiny trained entry served twice on loopback: without an API key, and with one."""
     folder = tmp_path_factory.mktemp("serve")
-    path = folder / "bars.csv"
-    synthetic_bars(500).to_csv(path)
-    split = split_bars(load_bars(path), context=CONTEXT)
-    entry, _ = train_entry(split, load_base(tiny_base), make_method("lora"), Registry(folder / "reg"), "srv-lora",
-                           TrainConfig(steps=3, batch_size=4, window=CONTEXT + 1), str(path), CONTEXT)
+    entries, split, path = tiny_entries(folder, tiny_base, prefix="srv")
+    entry = entries["lora"]
     predictor = Predictor.from_entry(entry)
     open_server = start_in_thread(create_app(entry, predictor))
     keyed_server = start_in_thread(create_app(entry, predictor, api_key=KEY))
