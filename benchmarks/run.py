@@ -33,7 +33,7 @@ from backtests.training import train_entry  # noqa: E402
 from finetune.base import load_base  # noqa: E402
 from finetune.codec import TokenTable  # noqa: E402
 from finetune.methods import count_trainable, get_model, make_method  # noqa: E402
-from finetune.train import TrainConfig  # noqa: E402
+from finetune.train import PeakMemory, TrainConfig  # noqa: E402
 from models.predictor import Predictor  # noqa: E402
 from models.registry import Registry  # noqa: E402
 from strategies import ThresholdStrategy, signal_frame  # noqa: E402
@@ -106,21 +106,23 @@ def bench_prediction(entry, bars: pd.DataFrame, naive_bars: int) -> None:
 
 # -- training -----------------------------------------------------------------------------------------------------
 
-def train_speed(model: torch.nn.Module, table: TokenTable, steps: int, batch: int, window: int) -> tuple[float, float]:
-    """Tokens/s and model FLOP/s (6 x parameters x tokens, the usual convention) of a few training steps."""
+def train_speed(model: torch.nn.Module, table: TokenTable, steps: int, batch: int,
+                window: int) -> tuple[float, float, float, float]:
+    """Tokens/s, model FLOP/s (6 x parameters x tokens, the usual convention), seconds per step and peak MB."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=1e-4)
     ids = table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, window)))
     model.train()
-    for step in range(steps + 1):
-        if step == 1:  # the first step pays for allocation; time the rest
-            began = time.perf_counter()
-        model(input_ids=ids, labels=ids).loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    with PeakMemory(torch.device("cpu")) as memory:
+        for step in range(steps + 1):
+            if step == 1:  # the first step pays for allocation; time the rest
+                began = time.perf_counter()
+            model(input_ids=ids, labels=ids).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
     seconds = (time.perf_counter() - began) / steps
     tokens = ids.numel() / seconds
-    return tokens, 6 * sum(p.numel() for p in model.parameters()) * tokens
+    return tokens, 6 * sum(p.numel() for p in model.parameters()) * tokens, seconds, memory.peak_mb
 
 
 def bench_training(methods: list[str], base, gpt2_small: bool, steps: int, peak: float) -> None:
@@ -129,7 +131,7 @@ def bench_training(methods: list[str], base, gpt2_small: bool, steps: int, peak:
         method = make_method(name)
         if not method.trainable:
             continue
-        tokens, flops = train_speed(get_model(base.model, method), table, steps, 16, 49)
+        tokens, flops, _, _ = train_speed(get_model(base.model, method), table, steps, 16, 49)
         row("train", f"embedded base, {name}: tokens/s", f"{tokens:,.0f}", f"{flops / peak:.0%} of matmul peak")
     if not gpt2_small:
         return
@@ -140,9 +142,10 @@ def bench_training(methods: list[str], base, gpt2_small: bool, steps: int, peak:
         if not method.trainable:
             continue
         model = get_model(small, method)
-        tokens, flops = train_speed(model, table, max(2, steps // 4), 4, 49)
+        tokens, flops, step, memory = train_speed(model, table, max(2, steps // 4), 4, 49)
         row("train", f"GPT-2 small (124M), {name}: tokens/s", f"{tokens:,.0f}",
-            f"{flops / peak:.0%} of peak; {count_trainable(model):,} trainable")
+            f"{flops / peak:.0%} of peak; {step:.2f} s/step (4x147 tokens); peak +{memory:,.0f} MB; "
+            f"{count_trainable(model):,} trainable")
 
 
 # -- backtest -----------------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 
 import backtrader as bt
 import pandas as pd
@@ -42,7 +43,7 @@ class StrategyError(ValueError):
 class Signal:
     """What ``decide`` sees on one bar: the close, the model's forecast of the next close, and P(up)."""
 
-    timestamp: pd.Timestamp
+    timestamp: datetime
     close: float
     forecast: float
     p_up: float
@@ -77,9 +78,10 @@ class LLMSignalStrategy(bt.Strategy):
 
     def signal(self) -> Signal:
         data = self.datas[0]
-        forecasts = {d._name or str(i): (d.forecast[0], d.p_up[0]) for i, d in enumerate(self.datas)}
-        return Signal(pd.Timestamp(bt.num2date(data.datetime[0])), data.close[0], data.forecast[0],
-                      data.p_up[0], forecasts)
+        forecast, p_up = data.forecast[0], data.p_up[0]
+        forecasts = {data._name or "0": (forecast, p_up)}
+        forecasts.update({d._name or str(i): (d.forecast[0], d.p_up[0]) for i, d in enumerate(self.datas[1:], 1)})
+        return Signal(data.datetime.datetime(0), data.close[0], forecast, p_up, forecasts)
 
     def next(self) -> None:
         exposure = float(self.decide(self.signal()))
@@ -99,8 +101,10 @@ class LLMSignalStrategy(bt.Strategy):
         """``"stop"`` or ``"take"`` when the open position crossed its ATR exit on this close, else ``""``."""
         if not hasattr(self, "_atr"):  # an __init__ override that skipped ours: say so, not AttributeError
             raise StrategyError(f"{type(self).__name__}.__init__ must call super().__init__()")
+        if self._atr is None:
+            return ""
         position = self.getposition(self.datas[0])
-        if self._atr is None or not position.size:
+        if not position.size:
             return ""
         gain = (self.datas[0].close[0] - position.price) * _side(position.size)
         atr = self._atr[0]
