@@ -26,6 +26,7 @@ COLUMNS = ["method", "kind", "strategy", "mse", "mae", "mase", "directional_accu
            "saved_mb", "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_stat", "dm_pvalue", "da_ci_low",
            "da_ci_high", "sharpe_ci_low", "sharpe_ci_high", "deflated_sharpe", "verdict"]
 BENCHMARK = "buy & hold"
+QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
 LOWER_IS_BETTER = {"mse", "mae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
                    "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_pvalue"}
 HIGHER_IS_BETTER = {"directional_accuracy", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
@@ -215,6 +216,9 @@ def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series],
     """Tearsheets (one per row of ``table``, keyed by its ``key`` column, and all side by side) and the page."""
     for key, row in table.set_index("key").iterrows():
         tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html")
-    tearsheet(pd.DataFrame(equities), benchmark, "all methods", out / "tearsheets" / "all.html")
+    first = table[table["strategy"] == table["strategy"].iloc[0]]
+    side_by_side = {row["method"]: equities[row["key"]] for _, row in first.head(QUANTSTATS_COLUMNS).iterrows()}
+    tearsheet(pd.DataFrame(side_by_side), benchmark, f"all methods ({first['strategy'].iloc[0]})",
+              out / "tearsheets" / "all.html")
     page = comparison_html(table, {**equities, BENCHMARK: benchmark}, forecasts, settings, alerts, pretraining, folds)
     (out / "comparison.html").write_text(page)

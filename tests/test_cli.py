@@ -139,3 +139,14 @@ def test_compare_rebuilds_the_page_from_saved_runs(quick_run, tmp_path, capsys):
     assert len(both) == 2 * len(original) and "other/lora" in set(both["method"])
     assert main(["compare", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "not an llmsignal run folder" in capsys.readouterr().err
+
+
+def test_side_by_side_tearsheet_survives_a_large_grid(quick_run, tiny_base, tmp_path):
+    _, folder, data = quick_run
+    out = tmp_path / "big"
+    code = main(["run", "--quick", "--data", str(data), "--registry", str(folder / "reg"), "--out", str(out),
+                 "--methods", "full,lora,adapter", "--base", tiny_base, "--strategy", "ThresholdStrategy",
+                 "--strategy", "ProbabilityStrategy", "--strategy", "EnsembleStrategy",
+                 "--strategy-param", "ThresholdStrategy.threshold_bps=0"])
+    assert code == 0 and len(pd.read_csv(out / "comparison.csv")) == 3 * 6
+    assert "all methods (ThresholdStrategy)" in (out / "tearsheets" / "all.html").read_text()
