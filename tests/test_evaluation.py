@@ -30,6 +30,21 @@ def test_significance_with_only_one_curve_that_moves():
     assert np.isnan(rows[0]["dm_pvalue"])  # naive is the reference
 
 
+def test_a_lucky_configuration_among_many_is_deflated():
+    index, close, forecasts = _setup()
+    held = 1e5 * close / close.iloc[0]
+    rng = np.random.default_rng(5)
+    equities = {"naive": pd.Series(1e5, index=index), "good": held * np.exp(1.2e-4 * np.arange(len(index)))}
+    equities.update({f"luck{i}": held * np.exp(rng.normal(0, 4e-4) * np.arange(len(index))) for i in range(20)})
+    frames = {name: forecasts["noisy"] for name in equities} | {"naive": forecasts["naive"]}
+    rows = [{"method": m, "key": m, "mase": 1.0} for m in equities]
+    significance(rows, frames, equities)
+    good = rows[1]
+    assert good["sharpe_ci_low"] > 0 and good["deflated_sharpe"] < 0.95
+    assert good["verdict"].startswith("evidence of edge")
+    assert "not after deflating for 22 configurations" in good["verdict"]
+
+
 def test_pretraining_question_names_the_winner():
     _, _, forecasts = _setup()
     table = pd.DataFrame({"method": ["lora", "scratch", "naive"], "kind": ["llm", "llm", "baseline"],
