@@ -1,11 +1,12 @@
-"""The ``llmsignal`` command line: every stage alone, or the whole run.
+"""The llmsignal command line: every stage alone, or the whole run.
 
-    llmsignal run [--data CSV] [--methods full,lora,adapter] [--base embedded|gpt2|PATH] [--quick]
+    llmsignal run [--data CSV] [--methods full,lora,adapter|all] [--base embedded|gpt2|PATH] [--quick]
     llmsignal pretrain                          # rebuild the embedded base
     llmsignal train --method lora               # one entry into the registry
     llmsignal predict --entry eurusd-lora --out forecasts.csv
     llmsignal backtest --predictions forecasts.csv --out runs/bt
-    llmsignal methods                           # the tuning methods and their trainable parameters
+    llmsignal compare runs/a runs/b --out runs/ab
+    llmsignal methods | base-info | registry list | serve --entry eurusd-lora | sweep CONFIG
 """
 
 from __future__ import annotations
