@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 
 import backtrader as bt
@@ -43,9 +43,6 @@ class Costs:
     swap_long_pips: float = -0.6
     swap_short_pips: float = 0.1
     rollover_hour_utc: int = 22
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def describe(self) -> dict[str, str]:
         """The cost settings in plain words, one entry per line of a report."""

@@ -71,7 +71,7 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
         saved_mb = weights.stat().st_size / 2**20
         metadata = {
             "method": method.name, "method_params": method.params, "lr": method.lr, "base": base.spec,
-            "base_fingerprint": base.fingerprint, "codec": PriceCodec(codec.step, context).to_dict(),
+            "base_fingerprint": base.fingerprint, "codec": codec.to_dict(),
             "data": data_source, "data_fingerprint": frame_fingerprint(split.bars), "split": split.dates(),
             "train_config": config.to_dict(), "request_key": key,
             "cost": {**asdict(result), "saved_mb": saved_mb},
