@@ -90,7 +90,9 @@ def _strategies(args: argparse.Namespace) -> list[tuple[str, type, dict]]:
         cls = load_strategy(spec)
         mine = {name.rpartition(".")[2]: value for name, value in pairs.items()
                 if name.rpartition(".")[0] in ("", cls.__name__)}
-        chosen.append((cls.__name__, cls, strategy_params(cls, mine)))
+        label = cls.__name__
+        taken = sum(1 for other, _, _ in chosen if other == label or other.startswith(f"{label}-"))
+        chosen.append((f"{label}-{taken + 1}" if taken else label, cls, strategy_params(cls, mine)))
     return chosen
 
 
@@ -237,7 +239,11 @@ def _backtest(args: argparse.Namespace) -> int:
         raise DataError(f"{args.predictions}: missing column(s) {', '.join(sorted(missing))}")
     bars = load_bars(args.data)
     [(_, strategy, params)] = _strategies(args)[:1]
-    result = run_backtest(signal_frame(bars, forecasts), strategy, params, Costs())
+    frame = signal_frame(bars, forecasts)
+    if len(frame) < 2:
+        raise DataError(f"{args.predictions}: fewer than 2 timestamps in common with the bars of "
+                        f"{args.data or 'EURUSD'}; pass the --data the forecasts were made for")
+    result = run_backtest(frame, strategy, params, Costs())
     metrics = {**forecast_error(forecasts), **trading_performance(result.equity), "trades": result.trades}
     close = bars["close"].loc[result.equity.index]
     args.out.mkdir(parents=True, exist_ok=True)

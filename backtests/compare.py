@@ -36,9 +36,17 @@ def load_run(folder: Path, prefix: str = "") -> tuple[pd.DataFrame, dict, pd.Ser
     return table, equities, equity[BENCHMARK], forecasts, json.loads((folder / "settings.json").read_text())
 
 
+def _prefixes(folders: list[Path]) -> list[str]:
+    """A distinct row prefix per run: its folder's name, numbered where two runs share one."""
+    if len(folders) == 1:
+        return [""]
+    names = [f.resolve().name or "run" for f in folders]
+    return [f"{name}/" if names.count(name) == 1 else f"{i}-{name}/" for i, name in enumerate(names, 1)]
+
+
 def compare(folders: list[Path], out: Path) -> pd.DataFrame:
     """Write the comparison page of ``folders`` to ``out``; returns the combined table."""
-    runs = [load_run(f, f"{f.name}/" if len(folders) > 1 else "") for f in folders]
+    runs = [load_run(f, prefix) for f, prefix in zip(folders, _prefixes(folders), strict=True)]
     table = pd.concat([r[0] for r in runs], ignore_index=True)
     equities = {k: v for r in runs for k, v in r[1].items()}
     forecasts = {k: v for r in runs for k, v in r[3].items()}

@@ -57,12 +57,20 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
         returns = daily_returns(equity)
         low, high = _interval(sharpe_ci, returns)
         da_low, da_high = _interval(directional_accuracy_ci, called, moved)
-        dsr = deflated_sharpe_from_returns(returns, len(equities), trial_sharpes if len(trial_sharpes) >= 2 else None)
+        dsr = _deflated(returns, len(equities), trial_sharpes)
         said = verdict((low, high), p, row["mase"])
         if low > 0 and not dsr >= DSR_LEVEL:  # one lucky configuration among many is no edge
             said += f"; but not after deflating for {len(equities)} configurations (DSR {dsr:.2f})"
         row.update(dm_stat=stat, dm_pvalue=p, da_ci_low=da_low, da_ci_high=da_high, sharpe_ci_low=low,
                    sharpe_ci_high=high, deflated_sharpe=dsr, verdict=said)
+
+
+def _deflated(returns: pd.Series, trials: int, trial_sharpes: list[float]) -> float:
+    """The deflated Sharpe ratio, or NaN for a test period too short to estimate it (under three days)."""
+    try:
+        return deflated_sharpe_from_returns(returns, trials, trial_sharpes if len(trial_sharpes) >= 2 else None)
+    except ValueError:
+        return float("nan")
 
 
 def _interval(ci, *series) -> tuple[float, float]:

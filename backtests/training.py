@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from backtests.data import Split
+from backtests.data import DataError, Split
 from finetune.base import Base
 from finetune.codec import PriceCodec, TokenTable
 from finetune.methods import Method, get_model, trainable_state
@@ -49,7 +49,10 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
     key = request_key(split, base, method, config, context)
     if not force and (existing := find_entry(registry, name, key)):
         return existing, False
-    codec = PriceCodec.fit(split.train["close"].to_numpy(), context=context)
+    try:
+        codec = PriceCodec.fit(split.train["close"].to_numpy(), context=context)
+    except ValueError as err:
+        raise DataError(f"{data_source}: {err} in the training split") from None
     table = TokenTable(base.tokenizer)
     model = get_model(base.model, method, seed=config.seed)
     checkpoints = registry.root / ".checkpoints"

@@ -47,13 +47,20 @@ class Method:
         if unknown:
             takes = ", ".join(sorted(self.params)) or "no hyper-parameters"
             raise MethodError(f"method {self.name!r} takes no parameter {unknown[0]!r}; it takes: {takes} (and lr)")
-        lr = float(overrides.pop("lr", self.lr))
-        params = {k: type(self.params[k])(v) for k, v in {**self.params, **overrides}.items()}
+        lr = _convert(self.name, "lr", overrides.pop("lr", self.lr), float)
+        params = {k: _convert(self.name, k, v, type(self.params[k])) for k, v in {**self.params, **overrides}.items()}
         return Method(self.name, self.description, params, lr, self.adapter_config, self.trains, self.reinitialise)
 
     @property
     def trainable(self) -> bool:
         return self.adapter_config is not None or self.trains is not None
+
+
+def _convert(method: str, name: str, value: Any, kind: type) -> Any:
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise MethodError(f"method {method!r}: {name}={value!r} is not a {kind.__name__}") from None
 
 
 def _is_layernorm_or_position(name: str) -> bool:

@@ -150,3 +150,28 @@ def test_side_by_side_tearsheet_survives_a_large_grid(quick_run, tiny_base, tmp_
                  "--strategy-param", "ThresholdStrategy.threshold_bps=0"])
     assert code == 0 and len(pd.read_csv(out / "comparison.csv")) == 3 * 6
     assert "all methods (ThresholdStrategy)" in (out / "tearsheets" / "all.html").read_text()
+
+
+def test_a_hyper_parameter_of_the_wrong_type_is_one_line(quick_run, tiny_base, tmp_path, capsys):
+    _, _, data = quick_run
+    code = main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--methods", "lora",
+                 "--registry", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--param", "lora.r=4.5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["llmsignal: error: method 'lora': r='4.5' is not a int"]
+
+
+def test_a_test_period_of_a_few_hours_still_reports(quick_run, tiny_base, tmp_path):
+    _, _, data = quick_run
+    code = main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--methods", "lora",
+                 "--registry", str(tmp_path / "r"), "--out", str(tmp_path / "o"), "--test", "0.02"])
+    table = pd.read_csv(tmp_path / "o" / "comparison.csv")
+    assert code == 0 and table["deflated_sharpe"].isna().all()  # two days are too few to deflate
+
+
+def test_backtest_of_forecasts_for_other_bars_says_so(quick_run, tmp_path, capsys):
+    _, folder, _ = quick_run
+    preds = pd.read_csv(folder / "out" / "predictions.csv")
+    one = preds[preds["method"] == "lora"].drop(columns="method")
+    one.to_csv(tmp_path / "lora.csv", index=False)
+    assert main(["backtest", "--predictions", str(tmp_path / "lora.csv"), "--out", str(tmp_path / "bt")]) == 2
+    assert "fewer than 2 timestamps in common" in capsys.readouterr().err
