@@ -56,5 +56,12 @@ def compare(folders: list[Path], out: Path) -> pd.DataFrame:
     out.mkdir(parents=True, exist_ok=True)
     table.drop(columns="key").to_csv(out / "comparison.csv", index=False)
     pretraining = pretraining_question(table, forecasts) if len(folders) == 1 else None
-    write_report(out, table, equities, runs[0][2], forecasts, settings, alerts, pretraining)
+    folds = []
+    for folder, prefix in zip(folders, _prefixes(folders), strict=True):
+        if (folder / "folds.csv").exists():  # a walk-forward run
+            frame = pd.read_csv(folder / "folds.csv")
+            frame["method"] = prefix + frame["method"]
+            folds.append(frame)
+    write_report(out, table, equities, runs[0][2], forecasts, settings, alerts, pretraining,
+                 pd.concat(folds, ignore_index=True) if folds else None)
     return table

@@ -115,6 +115,8 @@ def test_walk_forward_reports_each_fold(quick_run, tiny_base, tmp_path):
     assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 4
     pooled = pd.read_csv(out / "comparison.csv").set_index("method")
     assert len(pooled) == 4 and "Walk-forward folds" in (out / "comparison.html").read_text()
+    assert main(["compare", str(out), "--out", str(tmp_path / "again")]) == 0
+    assert "Walk-forward folds" in (tmp_path / "again" / "comparison.html").read_text()
     entries = sorted((tmp_path / "reg" / "bars-lora").glob("*/metadata.json"))
     assert len(entries) == 3  # one model per fold
     for meta, (_, fold) in zip(entries, folds[folds["method"] == "lora"].sort_values("fold").iterrows(),
