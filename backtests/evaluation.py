@@ -45,16 +45,16 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
     ``forecasts`` is keyed by method, ``equities`` by the row's ``key`` (method and strategy). The
     deflated Sharpe counts every row of the comparison as one configuration tried.
     """
-    trial_sharpes = [daily_returns(e).mean() / daily_returns(e).std() for e in equities.values()
-                     if daily_returns(e).std() > 0]
+    daily = {key: daily_returns(equity) for key, equity in equities.items()}
+    trial_sharpes = [r.mean() / r.std() for r in daily.values() if r.std() > 0]
+    reference_errors = errors(forecasts[reference])
     for row in rows:
-        frame, equity = forecasts[row["method"]], equities[row["key"]]
+        frame, returns = forecasts[row["method"]], daily[row["key"]]
         stat, p = (np.nan, np.nan)
         if row["method"] != reference:
-            stat, p = diebold_mariano(errors(frame), errors(forecasts[reference]))
+            stat, p = diebold_mariano(errors(frame), reference_errors)
         close = frame["close"].to_numpy()
         called, moved = np.sign(frame["forecast"].to_numpy()[:-1] - close[:-1]), np.sign(np.diff(close))
-        returns = daily_returns(equity)
         low, high = _interval(sharpe_ci, returns)
         da_low, da_high = _interval(directional_accuracy_ci, called, moved)
         dsr = _deflated(returns, len(equities), trial_sharpes)

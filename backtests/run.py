@@ -133,10 +133,11 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
                                          config.train_config(), source, config.context, force=config.force,
                                          resume=config.resume)
         with timings.stage("predict"):
-            frame, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, registry.root / ".cache")
+            cache = registry.root / ".cache"
+            frame, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, cache)
             forecasts.append(frame)
             costs.append({**entry.metadata["cost"], "predict_ms_per_bar": ms_per_bar, "entry": entry.ref,
-                          "predict_ms_per_bar_merged": _merged_latency(entry, split), "trained_now": trained})
+                          "predict_ms_per_bar_merged": _merged_latency(entry, split, cache), "trained_now": trained})
     cost = pd.DataFrame(costs)
     summary = {"trainable_params": cost["trainable_params"].iloc[0], "train_seconds": cost["train_seconds"].sum(),
                "peak_memory_mb": cost["peak_memory_mb"].max(), "saved_mb": cost["saved_mb"].iloc[0],
@@ -158,12 +159,11 @@ def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunCon
     return pd.DataFrame(rows)
 
 
-def _merged_latency(entry: Entry, split: Split) -> float:
+def _merged_latency(entry: Entry, split: Split, cache: Path) -> float:
     """Prediction time per bar with LoRA/IA3 folded into the base (NaN for methods that cannot merge)."""
     if entry.metadata["method"] not in ("lora", "ia3"):
         return float("nan")
-    return cached_predictions(entry, split.bars, split.test_start, Path(entry.path).parents[1] / ".cache",
-                              merge=True)[1]
+    return cached_predictions(entry, split.bars, split.test_start, cache, merge=True)[1]
 
 
 def _summary(row: dict) -> None:
