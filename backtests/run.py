@@ -27,11 +27,12 @@ from backtests.training import train_entry
 from finetune.base import Base, load_base, seen_by_base
 from finetune.methods import Method, make_method
 from finetune.train import TrainConfig
-from models.predictor import cached_predictions
+from models.predictor import PredictionError, cached_predictions
 from models.registry import Entry, Registry
 from strategies import EnsembleStrategy, ThresholdStrategy
 
 DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
+QUICK_FORECASTS_PER_PASS = 16  # --quick is a smoke test: shared windows make its predict stage ~10x shorter
 
 
 @dataclass
@@ -56,11 +57,17 @@ class RunConfig:
     resume: bool = False
     walk_forward: int = 0  # folds; 0 means one train/validation/test split
     rolling: bool = False
+    forecasts_per_pass: int | None = None  # >1 shares a window between that many bars; default 1 (16 if quick)
+    precision: str = "float32"
 
     def train_config(self) -> TrainConfig:
         steps = self.steps if self.steps is not None else (6 if self.quick else 200)
         return TrainConfig(steps=steps, batch_size=4 if self.quick else self.batch_size,
                            window=self.context + 1, seed=self.seed, warmup=min(10, max(1, steps // 5)))
+
+    def prediction_options(self) -> dict:
+        quick_default = min(QUICK_FORECASTS_PER_PASS, self.context) if self.quick else 1
+        return {"forecasts_per_pass": self.forecasts_per_pass or quick_default, "precision": self.precision}
 
 
 class Timings(dict):
@@ -84,6 +91,10 @@ class Forecaster:
 def run(config: RunConfig) -> pd.DataFrame:
     """Run the whole comparison and write its outputs; returns the comparison table."""
     methods = [make_method(m, **config.method_params.get(m, {})) for m in config.methods]
+    forecasts_per_pass = config.prediction_options()["forecasts_per_pass"]
+    if not 1 <= forecasts_per_pass <= config.context:  # refuse before any training, not after it
+        raise PredictionError(f"--forecasts-per-pass must be between 1 and the context ({config.context}), "
+                              f"not {forecasts_per_pass}")
     timings = Timings()
     with timings.stage("data"):
         bars = load_bars(config.data)
@@ -134,10 +145,12 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
                                          resume=config.resume)
         with timings.stage("predict"):
             cache = registry.root / ".cache"
-            frame, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, cache)
+            frame, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, cache,
+                                                   **config.prediction_options())
             forecasts.append(frame)
             costs.append({**entry.metadata["cost"], "predict_ms_per_bar": ms_per_bar, "entry": entry.ref,
-                          "predict_ms_per_bar_merged": _merged_latency(entry, split, cache), "trained_now": trained})
+                          "predict_ms_per_bar_merged": _merged_latency(entry, split, cache, config),
+                          "trained_now": trained})
     cost = pd.DataFrame(costs)
     summary = {"trainable_params": cost["trainable_params"].iloc[0], "train_seconds": cost["train_seconds"].sum(),
                "peak_memory_mb": cost["peak_memory_mb"].max(), "saved_mb": cost["saved_mb"].iloc[0],
@@ -159,11 +172,19 @@ def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunCon
     return pd.DataFrame(rows)
 
 
-def _merged_latency(entry: Entry, split: Split, cache: Path) -> float:
+def _merged_latency(entry: Entry, split: Split, cache: Path, config: RunConfig) -> float:
     """Prediction time per bar with LoRA/IA3 folded into the base (NaN for methods that cannot merge)."""
     if entry.metadata["method"] not in ("lora", "ia3"):
         return float("nan")
-    return cached_predictions(entry, split.bars, split.test_start, cache, merge=True)[1]
+    return cached_predictions(entry, split.bars, split.test_start, cache, merge=True,
+                              **config.prediction_options())[1]
+
+
+def _forecast_setting(config: RunConfig) -> str:
+    k = config.prediction_options()["forecasts_per_pass"]
+    shared = (f"{k} bars share a window (contexts {config.context - k + 1}–{config.context} returns)" if k > 1
+              else f"each bar its own {config.context}-return context")
+    return f"{shared}, {config.precision}"
 
 
 def _summary(row: dict) -> None:
@@ -186,6 +207,7 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                 "base": f"{base.spec} ({base.fingerprint})",
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
                 "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
+                "forecasts": _forecast_setting(config),
                 **{f"cost: {k}": v for k, v in config.costs.describe().items()}}
     if folds is not None:
         folds.to_csv(out / "folds.csv", index=False)

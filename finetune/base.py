@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, PreTrainedTokenizerFast
 
 from finetune.corpus import FINGERPRINT_WINDOW, window_fingerprints
 
@@ -25,6 +25,9 @@ EMBEDDED_DIR = Path(__file__).parent / "embedded_base"
 BASE_INFO_FILE = "llmsignal_base.json"
 CORPUS_WINDOWS_FILE = "corpus_windows.npz"
 SYMBOLS = [str(d) for d in range(10)] + [",", "+", "-", "."]
+# GPT-2's "gelu_new" is the tanh GELU built from five elementwise ops; torch's fused kernel computes the same
+# function (to 3e-7) about 3.5x faster, which is a third of a small model's forward and backward time
+FUSED_GELU = "gelu_pytorch_tanh"
 
 
 class BaseModelError(ValueError):
@@ -56,7 +59,7 @@ def embedded_tokenizer() -> PreTrainedTokenizerFast:
 def embedded_config(vocab_size: int, **overrides) -> GPT2Config:
     """The embedded base's architecture: GPT-2, a few million parameters."""
     settings = dict(n_positions=256, n_embd=192, n_layer=4, n_head=4, vocab_size=vocab_size,
-                    bos_token_id=2, eos_token_id=2, pad_token_id=0)
+                    bos_token_id=2, eos_token_id=2, pad_token_id=0, activation_function=FUSED_GELU)
     settings.update(overrides)
     return GPT2Config(**settings)
 
@@ -87,7 +90,10 @@ def load_base(spec: str = EMBEDDED) -> Base:
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise BaseModelError(f"base {spec!r} has no usable tokenizer ({_first_line(err)})") from None
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only)
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        if getattr(config, "activation_function", None) == "gelu_new":
+            config.activation_function = FUSED_GELU
+        model = AutoModelForCausalLM.from_pretrained(source, config=config, local_files_only=local_only)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise BaseModelError(f"base {spec!r} is not a causal language model available offline "
                              f"({_first_line(err)})") from None

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -47,8 +48,10 @@ def test_run_writes_the_output_contract(quick_run):
 def test_stages_run_alone_from_the_cli(quick_run, tmp_path, capsys):
     _, folder, data = quick_run
     preds = tmp_path / "lora.csv"
+    quick_windows = json.loads((folder / "out" / "settings.json").read_text())["forecasts"].split()[0]
+    assert quick_windows == "16"  # --quick shares windows; the stage alone must be asked for the same
     assert main(["predict", "--entry", "bars-lora", "--registry", str(folder / "reg"), "--data", str(data),
-                 "--out", str(preds)]) == 0
+                 "--out", str(preds), "--forecasts-per-pass", quick_windows]) == 0
     frame = pd.read_csv(preds, index_col=0, parse_dates=[0])
     run_preds = pd.read_csv(folder / "out" / "predictions.csv", parse_dates=["timestamp"])
     lora = run_preds[run_preds["method"] == "lora"].set_index("timestamp")
@@ -59,11 +62,29 @@ def test_stages_run_alone_from_the_cli(quick_run, tmp_path, capsys):
                                             .set_index("method").loc["lora", "mase"])
 
 
+def test_faster_prediction_options_reuse_the_entry_and_are_recorded(quick_run, tiny_base, tmp_path):
+    _, folder, data = quick_run
+    out = tmp_path / "fast"
+    assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
+                 "--out", str(out),
+                 "--methods", "lora", "--forecasts-per-pass", "4", "--precision", "bfloat16"]) == 0
+    table = pd.read_csv(out / "comparison.csv").set_index("method")
+    exact = pd.read_csv(folder / "out" / "comparison.csv").set_index("method")
+    assert table.loc["lora", "entry"] == exact.loc["lora", "entry"]  # the same tuned weights, not retrained
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["forecasts"].startswith("4 bars share a window") and "bfloat16" in settings["forecasts"]
+    fast = pd.read_csv(out / "predictions.csv").query("method == 'lora'")["forecast"].to_numpy()
+    slow = pd.read_csv(folder / "out" / "predictions.csv").query("method == 'lora'")["forecast"].to_numpy()
+    assert len(fast) == len(slow) and not (fast == slow).all()
+    assert abs(np.log(fast / slow)).max() * 1e4 < 10  # basis points: shorter contexts, same model
+
+
 @pytest.mark.parametrize("args, message", [
     (["--methods", "full,dora"], "unknown method 'dora'"),
     (["--base", "/no/such/folder"], "does not exist"),
     (["--data", "{missing}"], "no such file"),
     (["--data", "{bad}"], "timestamps are not sorted"),
+    (["--forecasts-per-pass", "49"], "between 1 and the context (48)"),
 ])
 def test_bad_input_is_one_line_and_keeps_the_registry(quick_run, tmp_path, capsys, args, message):
     _, folder, data = quick_run

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -57,6 +59,66 @@ def test_no_look_ahead(setup):
     after = predictor.predict(changed, split.test_start, progress=False)
     pd.testing.assert_frame_equal(before.loc[:bars.index[t]], after.loc[:bars.index[t]])
     assert not np.allclose(before["forecast"].iloc[-50:], after["forecast"].iloc[-50:])
+
+
+@pytest.mark.parametrize("method", ["lora", "prefix"])
+def test_shared_windows_give_each_bar_exactly_its_shorter_context(setup, method):
+    """With k forecasts per pass, bar t's forecast is the exact one from its own context - k + 1 + t % k returns."""
+    split, _, entries = setup
+    closes = split.bars["close"].to_numpy()
+    ends = np.arange(split.test_start + 3, len(closes))  # starts mid-group and ends in a cut-short group
+    shared = Predictor.from_entry(entries[method], forecasts_per_pass=7, batch_size=4)
+    forecast, p_up = shared.forecast(closes, ends)
+    lengths = shared.context_lengths(ends)
+    assert set(lengths) == set(range(CONTEXT - 6, CONTEXT + 1)) and len(closes) % 7 != 0
+    for length in (CONTEXT - 6, CONTEXT - 1):
+        exact = Predictor.from_entry(entries[method])
+        exact.codec = replace(exact.codec, context=int(length))
+        rows = lengths == length
+        expected_forecast, expected_up = exact.forecast(closes, ends[rows])
+        np.testing.assert_allclose(forecast[rows], expected_forecast, rtol=1e-9)
+        np.testing.assert_allclose(p_up[rows], expected_up, atol=1e-6)
+
+
+def test_shared_windows_do_not_look_ahead(setup):
+    """Bars after t share t's window, yet changing them leaves every forecast up to t as it was."""
+    split, _, entries = setup
+    predictor = Predictor.from_entry(entries["lora"], forecasts_per_pass=8)
+    bars = split.bars
+    t = (split.test_start // 8 + 5) * 8 + 2  # inside a group, with six bars of its window after it
+    before = predictor.predict(bars, split.test_start, progress=False)
+    changed = bars.copy()
+    changed.iloc[t + 1:, changed.columns.get_loc("close")] *= np.exp(
+        np.random.default_rng(9).normal(0, 0.01, len(bars) - t - 1))
+    after = predictor.predict(changed, split.test_start, progress=False)
+    pd.testing.assert_frame_equal(before.loc[:bars.index[t]], after.loc[:bars.index[t]])
+    assert not np.allclose(before["forecast"].iloc[-50:], after["forecast"].iloc[-50:])
+
+
+def test_a_bars_forecast_does_not_depend_on_where_prediction_starts(setup):
+    split, _, entries = setup
+    predictor = Predictor.from_entry(entries["lora"], forecasts_per_pass=6)
+    whole = predictor.predict(split.bars, split.test_start, progress=False)
+    later = predictor.predict(split.bars, split.test_start + 7, progress=False)
+    pd.testing.assert_frame_equal(whole.iloc[7:], later)
+
+
+def test_bfloat16_stays_close_to_float32(setup):
+    split, _, entries = setup
+    exact = Predictor.from_entry(entries["lora"]).predict(split.bars, split.test_start, progress=False)
+    fast = Predictor.from_entry(entries["lora"], precision="bfloat16").predict(split.bars, split.test_start,
+                                                                               progress=False)
+    gap_bps = np.abs(np.log(fast["forecast"] / exact["forecast"])) * 1e4
+    assert 0 < gap_bps.max() < 1  # not the same computation, yet well under a basis point
+    assert (fast["p_up"] - exact["p_up"]).abs().max() < 0.02
+
+
+@pytest.mark.parametrize("options, message", [({"forecasts_per_pass": 0}, "between 1 and the context"),
+                                              ({"forecasts_per_pass": CONTEXT + 1}, "between 1 and the context"),
+                                              ({"precision": "float16"}, "unknown precision")])
+def test_bad_prediction_options_are_refused(setup, options, message):
+    with pytest.raises(ValueError, match=message):
+        Predictor.from_entry(setup[2]["lora"], **options)
 
 
 def test_forecast_needs_a_full_context(setup):
