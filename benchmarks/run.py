@@ -9,10 +9,10 @@ Rows are explained in benchmarks/README.md. Ratios are written like ``57.3x``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -205,15 +205,32 @@ def bench_end_to_end(quick: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for args in ([["--quick"]] if quick else [["--quick"], []]):
             began = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "backtests.run", *args, "--registry", f"{tmp}/reg", "--out",
-                            f"{tmp}/out"], check=True, cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            child = subprocess.Popen([sys.executable, "-m", "backtests.run", *args, "--registry", f"{tmp}/reg",
+                                      "--out", f"{tmp}/out"], cwd=ROOT, stderr=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL)
+            peak = _peak_rss_mb(child)
+            if child.returncode:
+                raise SystemExit(f"llmsignal run {' '.join(args)} failed with exit code {child.returncode}")
             wall = time.perf_counter() - began
             stages = json.loads(Path(f"{tmp}/out/timings.json").read_text())
-            label = "llmsignal run " + " ".join(args)
-            peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-            row("end-to-end", f"{label}: wall seconds", f"{wall:.0f}", f"peak RSS so far {peak:,.0f} MB")
+            label = " ".join(["llmsignal run", *args])
+            row("end-to-end", f"{label}: wall seconds", f"{wall:.0f}", f"peak RSS {peak:,.0f} MB")
             for stage, seconds in stages.items():
                 row("end-to-end", f"{label}: {stage}", f"{seconds:.1f} s")
+
+
+def _peak_rss_mb(child: subprocess.Popen) -> float:
+    """The child's resident high-water mark (VmHWM), read until it exits.
+
+    Not getrusage: a forked child's ru_maxrss starts from the parent's size before exec.
+    """
+    status, peak = Path(f"/proc/{child.pid}/status"), 0.0
+    while child.poll() is None:
+        with contextlib.suppress(OSError, ValueError, StopIteration):
+            line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+            peak = max(peak, int(line.split()[1]) / 1024)
+        time.sleep(0.2)
+    return peak
 
 
 def bench_scaling(entry, sizes: list[int]) -> None:
