@@ -1,6 +1,6 @@
 """Load test of the prediction server on loopback: requests per second and latency percentiles.
 
-    python benchmarks/serve_load.py --entry eurusd-lora [--registry registry] [--data CSV]
+    python benchmarks/serve_load.py --entry eurusd-lora [--registry registry] [--data CSV] [--precision bfloat16]
     python benchmarks/serve_load.py --quick          # trains a tiny entry in a temporary folder first
 
 The server runs in this process on 127.0.0.1 (a free port) and ``--clients`` threads
@@ -31,7 +31,7 @@ import pandas as pd  # noqa: E402
 from run import synthetic_bars  # noqa: E402  (benchmarks/run.py, beside this script)
 
 from backtests.data import DataError, load_bars  # noqa: E402
-from models.predictor import Predictor  # noqa: E402
+from models.predictor import PRECISIONS, Predictor  # noqa: E402
 from models.registry import Entry, Registry, RegistryError  # noqa: E402
 from models.server import create_app, start_in_thread  # noqa: E402
 
@@ -48,6 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, default=8, help="concurrent client threads (default 8)")
     parser.add_argument("--bars", type=int, help="bars per request (default: the entry's context + 1, at least 64)")
     parser.add_argument("--max-seconds", type=float, default=120.0, help="stop sending after this long")
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32", help="as `llmsignal serve --precision`")
     args = parser.parse_args(argv)
     if not args.entry and not args.quick:
         parser.error("give --entry NAME[@VERSION], or --quick to train a tiny entry")
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("training a tiny entry (--quick) ...", flush=True)
                 entry, data = tiny_entry(Path(tmp))
                 data = args.data or data
-            predictor = Predictor.from_entry(entry)
+            predictor = Predictor.from_entry(entry, precision=args.precision)
             count = args.bars or max(entry.metadata["codec"]["context"] + 1, 64)
             bars = load_bars(data)
             bodies = request_bodies(bars, count)
