@@ -76,8 +76,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def _prediction_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forecasts-per-pass", type=int, metavar="K",
                         help="let K consecutive bars share one window: bar t then reads context - K + 1 + t %% K "
-                             "returns; about 10x faster at K=16 (default 1: every bar its full context; "
-                             "16 with --quick)")
+                             "returns; about 10x faster at K=16, except for prefix tuning, whose own attention "
+                             "needs a pass per bar (default 1: every bar its full context; 16 for run --quick)")
     parser.add_argument("--precision", choices=PRECISIONS, default="float32",
                         help="bfloat16 runs the model under autocast: faster on CPUs with AMX or AVX-512 BF16")
 
@@ -226,8 +226,8 @@ def _predict(args: argparse.Namespace) -> int:
     position = int(bars.index.searchsorted(start))
     if position >= len(bars):
         raise DataError(f"{args.data or 'EURUSD'}: no bars on or after {start}")
-    predictor = Predictor.from_entry(entry, forecasts_per_pass=args.forecasts_per_pass or 1,
-                                     precision=args.precision)
+    k = 1 if args.forecasts_per_pass is None else args.forecasts_per_pass
+    predictor = Predictor.from_entry(entry, forecasts_per_pass=k, precision=args.precision)
     frame = predictor.predict(bars, max(position, entry.metadata["codec"]["context"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.index.name = "timestamp"

@@ -5,7 +5,8 @@
     llmsignal registry rm NAME[@VERSION]                      # one version, or every version of NAME
     llmsignal registry export NAME[@VERSION] PATH             # a folder another machine imports
     llmsignal registry import PATH [--name NAME]              # a new version, every hash checked
-    llmsignal serve --entry NAME[@VERSION] [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--precision bfloat16]
+    llmsignal serve --entry NAME[@VERSION] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
+                    [--threshold-bps 0.5] [--precision bfloat16]
 
 ``backtests.cli`` mounts these with ``cli_serve.add_parsers(sub)`` and
 ``COMMANDS.update(cli_serve.COMMANDS)``; a ``RegistryError`` reaches its one-line error handler.

@@ -65,9 +65,11 @@ class RunConfig:
         return TrainConfig(steps=steps, batch_size=4 if self.quick else self.batch_size,
                            window=self.context + 1, seed=self.seed, warmup=min(10, max(1, steps // 5)))
 
-    def prediction_options(self) -> dict:
-        quick_default = min(QUICK_FORECASTS_PER_PASS, self.context) if self.quick else 1
-        return {"forecasts_per_pass": self.forecasts_per_pass or quick_default, "precision": self.precision}
+    def prediction_options(self) -> dict[str, int | str]:
+        """``cached_predictions``' keyword arguments: what this run asked for, or its default."""
+        default = min(QUICK_FORECASTS_PER_PASS, self.context) if self.quick else 1
+        k = default if self.forecasts_per_pass is None else self.forecasts_per_pass
+        return {"forecasts_per_pass": k, "precision": self.precision}
 
 
 class Timings(dict):

@@ -28,7 +28,7 @@ basis point.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +94,7 @@ class Predictor:
         """Probabilities of the 100 bins of the next return, for bins of shape (batch, context)."""
         if self.use_tree:
             return self.window_distribution(contexts, 1)[:, 0]
-        ids = self.table.ids(contexts).to(device())
-        return _joint(*self._expanded(ids, self.table.digits.to(device()))).cpu()
+        return self._expanded_distribution(contexts)
 
     @torch.no_grad()
     def window_distribution(self, windows: np.ndarray, points: int) -> torch.Tensor:
@@ -104,24 +103,28 @@ class Predictor:
         Point ``j`` reads the window up to value ``width - points + j`` only; needs a model whose
         attention the mask fully describes (``use_tree``).
         """
+        if not 1 <= points <= np.shape(windows)[-1]:
+            raise PredictionError(f"a window of {np.shape(windows)[-1]} values has no {points} forecast points")
         ids = self.table.ids(windows).to(device())
         digits = self.table.digits.to(device())
         batch, length = ids.shape
-        ends = torch.arange(length - TOKENS_PER_VALUE * (points - 1) - 1, length, TOKENS_PER_VALUE,
-                            device=ids.device)  # each point's separator
-        mask, positions = _candidate_mask(length, ends)
-        read = torch.cat([ends, torch.arange(length, length + 10 * points, device=ids.device)])
+        separators = torch.arange(length - TOKENS_PER_VALUE * (points - 1) - 1, length, TOKENS_PER_VALUE,
+                                  device=ids.device)  # where each point's prompt ends
+        mask, positions = _candidate_mask(length, separators)
+        read = torch.cat([separators, torch.arange(length, length + 10 * points, device=ids.device)])
         logits = self._logits(input_ids=torch.cat([ids, digits.repeat(batch, points)], 1),
                               attention_mask=mask.expand(batch, 1, -1, -1), position_ids=positions.expand(batch, -1),
                               logits_to_keep=read)[:, :, digits]
         return _joint(logits[:, :points], logits[:, points:].reshape(batch, points, 10, 10)).cpu()
 
-    def _expanded(self, ids: torch.Tensor, digits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @torch.no_grad()
+    def _expanded_distribution(self, contexts: np.ndarray) -> torch.Tensor:
         """Ten full sequences per prompt: slow, but exact for any model."""
+        ids, digits = self.table.ids(contexts).to(device()), self.table.digits.to(device())
         batch = len(ids)
         expanded = torch.cat([ids.repeat_interleave(10, 0), digits.repeat(batch)[:, None]], 1)
         logits = self._logits(input_ids=expanded, logits_to_keep=2)[:, :, digits]
-        return logits[::10, 0], logits[:, 1].view(batch, 10, 10)
+        return _joint(logits[::10, 0], logits[:, 1].view(batch, 10, 10)).cpu()
 
     def _logits(self, **inputs) -> torch.Tensor:
         """The model's logits at the positions ``logits_to_keep`` names: GPT-2's 50,257-wide head only where read."""
@@ -140,31 +143,35 @@ class Predictor:
         context = self.codec.context
         if len(ends) and ends.min() < context:
             raise PredictionError(f"a forecast needs {context + 1} closes; bar {ends.min()} has only {ends.min() + 1}")
+        if len(ends) and ends.max() >= len(closes):
+            raise PredictionError(f"bar {ends.max()} is past the last of {len(closes)} closes")
         bins = self.codec.to_bins(closes)  # bins[i] is the return from close i to close i+1
-        passes = self._shared_windows if self.use_tree and self.forecasts_per_pass > 1 else self._one_per_pass
-        probs = torch.empty(len(ends), 100, dtype=torch.float64)
-        with tqdm(total=len(ends), desc=f"predict {self.name}", unit="bar", leave=False, disable=not progress) as bar:
-            for rows, chunk in passes(bins, ends):
+        bars, row_of_bar = np.unique(ends, return_inverse=True)  # each bar once, in order
+        batches = self._shared_windows if self.use_tree and self.forecasts_per_pass > 1 else self._one_per_pass
+        probs = torch.full((len(bars), 100), float("nan"), dtype=torch.float64)
+        with tqdm(total=len(bars), desc=f"predict {self.name}", unit="bar", leave=False, disable=not progress) as bar:
+            for rows, chunk in batches(bins, bars):
                 probs[rows] = chunk
                 bar.update(len(rows))
+        probs = probs[row_of_bar]
         forecasts = closes[ends] * np.exp((probs @ self.returns).numpy())
         ups = (probs[:, ZERO_BIN + 1:].sum(1) + 0.5 * probs[:, ZERO_BIN]).numpy()
         return forecasts, ups
 
-    def _one_per_pass(self, bins: np.ndarray, ends: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    def _one_per_pass(self, bins: np.ndarray, bars: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """Each bar's own context, in batches of bars that read the same number of returns."""
-        lengths = self.context_lengths(ends)
+        lengths = self.context_lengths(bars)
         for length in np.unique(lengths):
             rows = np.flatnonzero(lengths == length)
             for i in range(0, len(rows), self.batch_size):
                 chunk = rows[i:i + self.batch_size]
-                yield chunk, self.distribution(np.stack([bins[t - length:t] for t in ends[chunk]]))
+                yield chunk, self.distribution(np.stack([bins[t - length:t] for t in bars[chunk]]))
 
-    def _shared_windows(self, bins: np.ndarray, ends: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """One window per group of k bars; the last group may be cut short where the closes end."""
+    def _shared_windows(self, bins: np.ndarray, bars: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """One window per group of k bars (``bars`` distinct); the last group may be cut short where the closes end."""
         k, context = self.forecasts_per_pass, self.codec.context
-        row_of = {t: i for i, t in enumerate(ends.tolist())}
-        groups = np.unique(ends // k)
+        row_of = {t: i for i, t in enumerate(bars.tolist())}
+        groups = np.unique(bars // k)
         last_close = len(bins)  # closes run one past the last return
         full = groups[groups * k + k - 1 <= last_close]
         # as many windows as keep the attention scores of a pass (quadratic in its length) the size of
@@ -174,11 +181,12 @@ class Predictor:
         for i in range(0, len(full), per_pass):
             first_bars = full[i:i + per_pass] * k
             windows = np.stack([bins[b + k - 1 - context:b + k - 1] for b in first_bars])
-            yield from _rows(row_of, first_bars, self.window_distribution(windows, k))
+            yield from _requested_points(row_of, first_bars, self.window_distribution(windows, k))
         for group in groups[groups * k + k - 1 > last_close]:
             first_bar = group * k
             window = bins[first_bar + k - 1 - context:last_close]
-            yield from _rows(row_of, [first_bar], self.window_distribution(window[None], last_close - first_bar + 1))
+            points = last_close - first_bar + 1
+            yield from _requested_points(row_of, [first_bar], self.window_distribution(window[None], points))
 
     def predict(self, bars: pd.DataFrame, start: int, progress: bool = True) -> pd.DataFrame:
         """Forecasts for every bar from position ``start`` to the end of ``bars``."""
@@ -188,18 +196,23 @@ class Predictor:
                             index=bars.index[start:])
 
     def _tree_is_exact(self) -> bool:
-        """Some methods (prefix tuning) add attention of their own that the one-pass mask does not cover."""
-        probe = np.random.default_rng(0).integers(40, 60, size=(2, 8))
-        self.use_tree = False
-        reference = self.distribution(probe)
-        self.use_tree = True
+        """Whether one pass with the candidate mask gives what ten plain passes give, at this many points.
+
+        Some methods (prefix tuning) add attention of their own that the mask does not cover, and some
+        attention implementations cannot take a pass longer than the model's positions.
+        """
+        k, context = self.forecasts_per_pass, self.codec.context
+        windows = np.random.default_rng(0).integers(40, 60, size=(2, context))
         try:
-            return bool(torch.allclose(self.distribution(probe), reference, atol=1e-6))
+            shared = self.window_distribution(windows, k)
         except (RuntimeError, ValueError, TypeError, IndexError):
             return False
+        return all(torch.allclose(shared[:, point], self._expanded_distribution(windows[:, :length]), atol=1e-6)
+                   for point, length in ((0, context - k + 1), (k - 1, context)))
 
 
-def _rows(row_of: dict[int, int], first_bars, probs: torch.Tensor) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+def _requested_points(row_of: dict[int, int], first_bars: Sequence[int],
+                      probs: torch.Tensor) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """The requested bars among each window's points, as (rows of ``ends``, their distributions)."""
     for first_bar, window_probs in zip(first_bars, probs, strict=True):
         bars = [(row_of[t], j) for j, t in enumerate(range(first_bar, first_bar + len(window_probs))) if t in row_of]
@@ -208,22 +221,23 @@ def _rows(row_of: dict[int, int], first_bars, probs: torch.Tensor) -> Iterator[t
             yield np.array(rows), window_probs[points]
 
 
-def _candidate_mask(length: int, ends: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _candidate_mask(length: int, separators: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Additive attention mask and position ids for a causal prompt followed by ten candidates per point.
 
-    The candidates of the point whose separator sits at ``ends[j]`` see the prompt up to there and
+    The candidates of the point whose prompt ends at ``separators[j]`` see the prompt up to there and
     themselves only, at the position right after it.
     """
-    size = length + 10 * len(ends)
-    allowed = torch.zeros(size, size, dtype=torch.bool, device=ends.device)
-    allowed[:length, :length] = torch.ones(length, length, dtype=torch.bool, device=ends.device).tril()
-    candidates = torch.arange(length, size, device=ends.device)
-    point = ends.repeat_interleave(10)
-    allowed[length:, :length] = torch.arange(length, device=ends.device)[None] <= point[:, None]
+    dev = separators.device
+    size = length + 10 * len(separators)
+    allowed = torch.zeros(size, size, dtype=torch.bool, device=dev)
+    allowed[:length, :length] = torch.ones(length, length, dtype=torch.bool, device=dev).tril()
+    candidates = torch.arange(length, size, device=dev)
+    prompt_end = separators.repeat_interleave(10)
+    allowed[length:, :length] = torch.arange(length, device=dev)[None] <= prompt_end[:, None]
     allowed[candidates, candidates] = True
     # an additive float mask: the adapters library reads a 2D/4D mask but cannot take a boolean one
-    mask = torch.zeros(allowed.shape, device=ends.device).masked_fill(~allowed, torch.finfo(torch.float32).min)
-    positions = torch.cat([torch.arange(length, device=ends.device), point + 1])
+    mask = torch.zeros(allowed.shape, device=dev).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    positions = torch.cat([torch.arange(length, device=dev), prompt_end + 1])
     return mask, positions
 
 

@@ -85,6 +85,7 @@ def test_faster_prediction_options_reuse_the_entry_and_are_recorded(quick_run, t
     (["--data", "{missing}"], "no such file"),
     (["--data", "{bad}"], "timestamps are not sorted"),
     (["--forecasts-per-pass", "49"], "between 1 and the context (48)"),
+    (["--forecasts-per-pass", "0"], "between 1 and the context (48)"),
 ])
 def test_bad_input_is_one_line_and_keeps_the_registry(quick_run, tmp_path, capsys, args, message):
     _, folder, data = quick_run

@@ -1,3 +1,4 @@
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -7,11 +8,12 @@ import torch
 
 from backtests.training import train_entry
 from finetune.base import load_base
+from finetune.codec import PriceCodec
 from finetune.methods import make_method
 from finetune.train import TrainConfig
-from models.predictor import Predictor, cached_predictions
+from models.predictor import PredictionError, Predictor, cached_predictions
 from models.registry import Registry
-from tests.conftest import TINY_CONTEXT, tiny_entries
+from tests.conftest import TINY_CONTEXT, synthetic_bars, tiny_entries
 
 CONTEXT = TINY_CONTEXT
 
@@ -111,6 +113,34 @@ def test_bfloat16_stays_close_to_float32(setup):
     gap_bps = np.abs(np.log(fast["forecast"] / exact["forecast"])) * 1e4
     assert 0 < gap_bps.max() < 1  # not the same computation, yet well under a basis point
     assert (fast["p_up"] - exact["p_up"]).abs().max() < 0.02
+
+
+def test_repeated_and_unsorted_bars_get_their_own_forecasts(setup):
+    split, _, entries = setup
+    predictor = Predictor.from_entry(entries["lora"], forecasts_per_pass=4)
+    closes = split.bars["close"].to_numpy()
+    bars = np.array([50, 51, 50, 49, 60])
+    forecast, p_up = predictor.forecast(closes, bars)
+    one_by_one = [predictor.forecast(closes, np.array([t])) for t in bars]
+    np.testing.assert_allclose(forecast, [f[0] for f, _ in one_by_one], rtol=1e-12)
+    np.testing.assert_allclose(p_up, [u[0] for _, u in one_by_one], rtol=1e-12)
+    with pytest.raises(PredictionError, match="past the last"):
+        predictor.forecast(closes, np.array([len(closes)]))
+
+
+def test_a_pass_too_long_for_eager_attention_falls_back_to_exact_passes(tiny_base):
+    """Eager GPT-2 attention cannot take a pass beyond n_positions (192 here): shared windows then go bar by bar."""
+    base = load_base(tiny_base)
+    codec = PriceCodec(step=2e-4, context=CONTEXT)
+    closes = synthetic_bars(120)["Close"].to_numpy()
+    bars = np.arange(CONTEXT, 120)
+    fast = Predictor(base.model, base.tokenizer, codec, forecasts_per_pass=16)
+    eager_model = copy.deepcopy(base.model)
+    eager_model.set_attn_implementation("eager")
+    eager = Predictor(eager_model, base.tokenizer, codec, forecasts_per_pass=16)
+    assert fast.use_tree and not eager.use_tree  # 48 prompt + 160 candidate tokens > 192 positions
+    for got, expected in zip(eager.forecast(closes, bars), fast.forecast(closes, bars), strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6)
 
 
 @pytest.mark.parametrize("options, message", [({"forecasts_per_pass": 0}, "between 1 and the context"),
