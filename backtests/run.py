@@ -27,7 +27,7 @@ from backtests.training import train_entry
 from finetune.base import Base, load_base, seen_by_base
 from finetune.methods import Method, make_method
 from finetune.train import TrainConfig
-from models.predictor import PredictionError, cached_predictions
+from models.predictor import cached_predictions, check_forecasts_per_pass
 from models.registry import Entry, Registry
 from strategies import EnsembleStrategy, ThresholdStrategy
 
@@ -93,10 +93,8 @@ class Forecaster:
 def run(config: RunConfig) -> pd.DataFrame:
     """Run the whole comparison and write its outputs; returns the comparison table."""
     methods = [make_method(m, **config.method_params.get(m, {})) for m in config.methods]
-    forecasts_per_pass = config.prediction_options()["forecasts_per_pass"]
-    if not 1 <= forecasts_per_pass <= config.context:  # refuse before any training, not after it
-        raise PredictionError(f"--forecasts-per-pass must be between 1 and the context ({config.context}), "
-                              f"not {forecasts_per_pass}")
+    # refuse before any training, not when the first predictor is built after it
+    check_forecasts_per_pass(config.prediction_options()["forecasts_per_pass"], config.context)
     timings = Timings()
     with timings.stage("data"):
         bars = load_bars(config.data)

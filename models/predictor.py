@@ -51,12 +51,16 @@ class PredictionError(ValueError):
     """A prediction option or request the entry cannot serve."""
 
 
+def check_forecasts_per_pass(k: int, context: int) -> None:
+    """Refuse a window-sharing setting the codec's context cannot hold."""
+    if not 1 <= k <= context:
+        raise PredictionError(f"forecasts per pass must be between 1 and the context ({context}), not {k}")
+
+
 class Predictor:
     def __init__(self, model: torch.nn.Module, tokenizer, codec: PriceCodec, batch_size: int = 64,
                  name: str = "model", forecasts_per_pass: int = 1, precision: str = "float32") -> None:
-        if not 1 <= forecasts_per_pass <= codec.context:
-            raise PredictionError(f"forecasts per pass must be between 1 and the context ({codec.context}), "
-                                  f"not {forecasts_per_pass}")
+        check_forecasts_per_pass(forecasts_per_pass, codec.context)
         if precision not in PRECISIONS:
             raise PredictionError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         self.model = model.to(device()).eval()
