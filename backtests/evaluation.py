@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from backtests.backtest import run_backtest
-from backtests.costs import Costs
-from backtests.metrics import daily_returns, forecast_error, trading_performance
-from backtests.significance import (
+from llmsignal.backtests.costs import Costs
+from llmsignal.backtests.engine import run_backtest
+from llmsignal.backtests.metrics import daily_returns, forecast_error, trading_performance
+from llmsignal.backtests.significance import (
     deflated_sharpe_from_returns,
     diebold_mariano,
     directional_accuracy_ci,
     sharpe_ci,
     verdict,
 )
-from strategies import signal_frame
+from llmsignal.strategies import signal_frame
 
 DSR_LEVEL = 0.95
 

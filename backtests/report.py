@@ -11,15 +11,15 @@ import html
 import io
 import logging
 import warnings
+from importlib.resources import files
 from pathlib import Path
+from string import Template
 
 import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # backtrader's own plot() forces TkAgg; figures here are drawn headless
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from backtests.metrics import daily_returns  # noqa: E402
+from llmsignal.backtests.metrics import daily_returns
 
 COLUMNS = ["method", "kind", "strategy", "mse", "mae", "mase", "directional_accuracy", "sharpe", "total_return",
            "max_drawdown", "trades", "commission", "swap", "trainable_params", "train_seconds", "peak_memory_mb",
@@ -30,6 +30,16 @@ QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark t
 LOWER_IS_BETTER = {"mse", "mae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
                    "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_pvalue"}
 HIGHER_IS_BETTER = {"directional_accuracy", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
+
+
+def template(name: str) -> str:
+    """A file of ``backtests/templates``: the pages' HTML, CSS and scripts live there, not in code."""
+    return (files("llmsignal.backtests") / "templates" / name).read_text(encoding="utf-8")
+
+
+def render(name: str, **values: object) -> str:
+    """The template ``name`` with each ``$key`` replaced by ``values[key]`` (already escaped HTML)."""
+    return Template(template(name)).substitute(values)
 
 
 @contextlib.contextmanager
@@ -51,6 +61,8 @@ def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str
 
     Given a frame of equity curves (one column each), quantstats puts them side by side.
     """
+    matplotlib.use("Agg")  # quantstats draws with pyplot; backtrader's own plot() would force TkAgg
+    import matplotlib.pyplot as plt
     import quantstats as qs
 
     returns, bench = daily_returns(equity), daily_returns(benchmark)
@@ -73,13 +85,13 @@ def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def equity_figure(curves: dict[str, pd.Series]) -> str:
     """Equity curves (rebased to 1) above their drawdowns, every method and baseline in one figure."""
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=[2, 1])
+    fig = Figure(figsize=(11, 6.5))
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     for name, equity in curves.items():
         style = "--" if name == BENCHMARK else "-"
         top.plot(equity.index, equity / equity.iloc[0], style, label=name, linewidth=1.1)
@@ -95,7 +107,8 @@ def equity_figure(curves: dict[str, pd.Series]) -> str:
 
 def forecast_figure(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
     """Forecast against actual next close on the last ``bars`` test bars."""
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    ax = fig.subplots()
     first = next(iter(forecasts.values())).iloc[-bars:]
     ax.plot(first.index, first["close"].shift(-1), color="black", linewidth=1.6, label="actual next close")
     for name, frame in forecasts.items():
@@ -109,7 +122,8 @@ def forecast_figure(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
 def cost_figure(table: pd.DataFrame) -> str:
     """Trainable parameters and training seconds against MSE, one point per tuned method."""
     tuned = table[table["kind"] == "llm"].drop_duplicates("method")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     for ax, column in zip(axes, ("trainable_params", "train_seconds"), strict=True):
         ax.scatter(tuned[column].clip(lower=1), tuned["mse"])
         for _, row in tuned.iterrows():
@@ -165,14 +179,6 @@ def pretraining_html(answer: dict | None) -> str:
     return f"<p><strong>{html.escape(answer['sentence'])}</strong></p>{rows}<ul>{tests}</ul>"
 
 
-SORT_SCRIPT = """<script>
-function sortBy(th){const t=th.closest('table'),i=[...th.parentNode.children].indexOf(th),b=t.tBodies[0];
-const up=th.dataset.dir!=='asc';th.dataset.dir=up?'asc':'desc';
-[...b.rows].sort((x,y)=>{const a=x.cells[i].innerText,c=y.cells[i].innerText,n=parseFloat(a),m=parseFloat(c);
-const r=(isNaN(n)||isNaN(m))?a.localeCompare(c):n-m;return up?r:-r;}).forEach(r=>b.appendChild(r));}
-</script>"""
-
-
 def folds_html(folds: pd.DataFrame | None) -> str:
     if folds is None:
         return ""
@@ -189,25 +195,10 @@ def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts
     settings_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                             for k, v in settings.items())
     warns = "".join(f'<p class="warn">Warning: {html.escape(w)}</p>' for w in alerts)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>llmsignal comparison</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}th{{cursor:pointer;background:#f4f4f4}}
-td.best{{font-weight:bold;background:#e3f5e1}}tr.baseline td{{color:#555;font-style:italic}}
-.warn{{color:#a00;font-weight:bold}}</style>{SORT_SCRIPT}</head>
-<body><h1>llmsignal: tuning methods compared</h1>{warns}
-<p>Each row is one tuned model (kind <em>llm</em>) or a baseline forecaster, scored on the same test bars.
-Forecast error is of the next close; MASE below 1 beats the naive last-value forecast. <em>dm_stat</em> and
-<em>dm_pvalue</em> are the Diebold–Mariano test against naive (negative = more accurate). Intervals are 95%
-block-bootstrap; <em>deflated_sharpe</em> is the probability that the Sharpe ratio beats the best of all the
-configurations in this run by luck alone. P&amp;L comes from the strategy trading each forecast with the costs
-below. Best value per column in green; click a header to sort; a method's name links to its tearsheet
-(<a href="tearsheets/all.html">all methods side by side</a>).</p>
-{metrics_table(table)}{folds_html(folds)}
-<h2>Does pretraining help?</h2>{pretraining_html(pretraining)}
-<h2>Equity and drawdown</h2><img src="{equity_figure(curves)}" alt="equity curves">
-<h2>Forecast against actual (end of the test period)</h2><img src="{forecast_figure(forecasts)}" alt="forecasts">
-<h2>Cost against error</h2><img src="{cost_figure(table)}" alt="cost against error">
-<h2>Settings</h2><table>{settings_rows}</table></body></html>"""
+    return render("comparison.html", style=template("comparison.css"), script=template("sort.js"), warnings=warns,
+                  metrics=metrics_table(table), folds=folds_html(folds), pretraining=pretraining_html(pretraining),
+                  equity_png=equity_figure(curves), forecast_png=forecast_figure(forecasts),
+                  cost_png=cost_figure(table), settings=settings_rows)
 
 
 def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series], benchmark: pd.Series,

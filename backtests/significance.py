@@ -1,9 +1,9 @@
 """Significance tests for forecast and trading results: is an edge real or luck?
 
-Point metrics from :mod:`backtests.metrics` say how a tuning method did on one
+Point metrics from :mod:`llmsignal.backtests.metrics` say how a tuning method did on one
 backtest; these functions say whether that is distinguishable from chance::
 
-    from backtests.significance import diebold_mariano, sharpe_ci, deflated_sharpe_from_returns, verdict
+    from llmsignal.backtests.significance import diebold_mariano, sharpe_ci, deflated_sharpe_from_returns, verdict
 
     stat, p = diebold_mariano(model_errors, naive_errors)         # stat < 0: model better
     low, high = sharpe_ci(daily_returns(equity))                   # annualised, block bootstrap
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from backtests.metrics import PERIODS_PER_YEAR
+from llmsignal.backtests.metrics import PERIODS_PER_YEAR
 
 EULER_GAMMA = float(np.euler_gamma)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -19,26 +18,22 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-logging.getLogger("adapters").setLevel(logging.ERROR)  # "none are activated" while get_model builds a model
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
-import backtrader as bt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
-
-from backtests.backtest import run_backtest  # noqa: E402
-from backtests.data import split_bars  # noqa: E402
-from backtests.training import train_entry  # noqa: E402
-from finetune.base import FUSED_GELU, load_base  # noqa: E402
-from finetune.codec import TokenTable  # noqa: E402
-from finetune.methods import count_trainable, get_model, make_method  # noqa: E402
-from finetune.train import PeakMemory, TrainConfig, make_optimizer  # noqa: E402
-from models.predictor import Predictor  # noqa: E402
-from models.registry import Registry  # noqa: E402
-from strategies import ThresholdStrategy, signal_frame  # noqa: E402
+from llmsignal.backtests.engine import run_backtest
+from llmsignal.finetune.bars import split_bars
+from llmsignal.finetune.base import FUSED_GELU, load_base
+from llmsignal.finetune.codec import TokenTable
+from llmsignal.finetune.methods import count_trainable, get_model, make_method
+from llmsignal.finetune.train import PeakMemory, TrainConfig, make_optimizer
+from llmsignal.models.entries import train_entry
+from llmsignal.models.predictor import Predictor
+from llmsignal.models.registry import Registry
+from llmsignal.strategies import ThresholdStrategy, signal_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS: list[tuple[str, str, str, str]] = []
@@ -136,7 +131,7 @@ def train_speed(model: torch.nn.Module, table: TokenTable, steps: int, batch: in
             if step == 1:  # the first step pays for allocation; time the rest
                 began = time.perf_counter()
             model(input_ids=ids, labels=ids).loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)  # as finetune.train does
+            torch.nn.utils.clip_grad_norm_(params, 1.0)  # as llmsignal.finetune.train does
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     seconds = (time.perf_counter() - began) / steps
@@ -205,7 +200,7 @@ def bench_end_to_end(quick: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for args in ([["--quick"]] if quick else [["--quick"], []]):
             began = time.perf_counter()
-            child = subprocess.Popen([sys.executable, "-m", "backtests.run", *args, "--registry", f"{tmp}/reg",
+            child = subprocess.Popen([sys.executable, "-m", "llmsignal.run", *args, "--registry", f"{tmp}/reg",
                                       "--out", f"{tmp}/out"], cwd=ROOT, stderr=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL)
             peak = _peak_rss_mb(child)

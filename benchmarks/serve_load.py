@@ -14,26 +14,23 @@ the wait for the model.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import httpx
+import numpy as np
+import pandas as pd
+from run import synthetic_bars  # benchmarks/run.py, beside this script
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from run import synthetic_bars  # noqa: E402  (benchmarks/run.py, beside this script)
-
-from backtests.data import DataError, load_bars  # noqa: E402
-from models.predictor import PRECISIONS, Predictor  # noqa: E402
-from models.registry import Entry, Registry, RegistryError  # noqa: E402
-from models.server import create_app, start_in_thread  # noqa: E402
+from llmsignal.data import load_bars
+from llmsignal.finetune.bars import DataError
+from llmsignal.models.predictor import PRECISIONS, Predictor
+from llmsignal.models.registry import Entry, Registry, RegistryError
+from llmsignal.models.server import create_app, start_in_thread
+from llmsignal.strategies.threshold import threshold_exposure
 
 QUICK_CONTEXT = 16
 
@@ -62,11 +59,11 @@ def tiny_entry(folder: Path) -> tuple[Entry, str]:
     import torch
     from transformers import GPT2LMHeadModel
 
-    from backtests.data import split_bars
-    from backtests.training import train_entry
-    from finetune.base import embedded_config, embedded_tokenizer, load_base
-    from finetune.methods import make_method
-    from finetune.train import TrainConfig
+    from llmsignal.finetune.bars import split_bars
+    from llmsignal.finetune.base import embedded_config, embedded_tokenizer, load_base
+    from llmsignal.finetune.methods import make_method
+    from llmsignal.finetune.train import TrainConfig
+    from llmsignal.models.entries import train_entry
 
     tokenizer = embedded_tokenizer()
     torch.manual_seed(0)
@@ -148,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         except (RegistryError, DataError) as err:
             print(f"serve_load: error: {err}", file=sys.stderr)
             return 2
-        running = start_in_thread(create_app(entry, predictor), host="127.0.0.1")
+        running = start_in_thread(create_app(entry, predictor, threshold_exposure), host="127.0.0.1")
         try:
             with httpx.Client(base_url=running.url, timeout=60) as http:  # warm-up, and a check that it answers
                 warm = http.post("/predict", content=bodies[0], headers={"Content-Type": "application/json"})

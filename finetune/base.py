@@ -1,8 +1,8 @@
 """The pretrained base: the project's embedded GPT-2, real GPT-2, or any local causal LM folder.
 
     >>> base = load_base("embedded")          # shipped with the package
-    >>> base = load_base("gpt2")              # from the local Hugging Face cache, never downloaded
-    >>> base = load_base("/path/to/folder")   # saved with save_pretrained (model and tokenizer)
+    >>> base = load_base("gpt2")              # from the local Hugging Face cache, never downloaded  # doctest: +SKIP
+    >>> base = load_base("/path/to/folder")   # saved with save_pretrained (model and tokenizer)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, PreTrainedTokenizerFast
 
-from finetune.corpus import FINGERPRINT_WINDOW, window_fingerprints
+from llmsignal.finetune.corpus import FINGERPRINT_WINDOW, window_fingerprints
 
 EMBEDDED = "embedded"
 EMBEDDED_DIR = Path(__file__).parent / "embedded_base"

@@ -1,7 +1,8 @@
 """Tuning methods: one config each, one entry point.
 
+    >>> from llmsignal.finetune.base import load_base
     >>> method = make_method("lora", r=4)
-    >>> model = get_model(base.model, method)     # the base, made trainable the way the method says
+    >>> model = get_model(load_base().model, method)   # the base, made trainable the way the method says
 
 Bottleneck adapters (Pfeiffer and Houlsby), parallel adapters, LoRA, prefix tuning
 and IA3 come from the ``adapters`` library (AdapterHub); full fine-tuning,

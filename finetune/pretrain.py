@@ -1,6 +1,6 @@
 """Pretrain the embedded base: a small GPT-2 learns the digit language of returns from scratch.
 
-    >>> pretrain(Path("finetune/embedded_base"), PretrainConfig(steps=1500))
+    >>> pretrain(Path("finetune/embedded_base"), PretrainConfig(steps=1500))  # doctest: +SKIP
 
 The folder it writes loads like any Hugging Face model (``from_pretrained``) and
 carries ``llmsignal_base.json``: the corpus series with their date ranges and
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from transformers import GPT2LMHeadModel
 
-from finetune.base import BASE_INFO_FILE, CORPUS_WINDOWS_FILE, embedded_config, embedded_tokenizer
-from finetune.codec import TOKENS_PER_VALUE, PriceCodec, TokenTable
-from finetune.corpus import Series, bundled_series, synthetic_series, window_fingerprints
-from finetune.train import TrainConfig, train
+from llmsignal.finetune.base import BASE_INFO_FILE, CORPUS_WINDOWS_FILE, embedded_config, embedded_tokenizer
+from llmsignal.finetune.codec import TOKENS_PER_VALUE, PriceCodec, TokenTable
+from llmsignal.finetune.corpus import Series, bundled_series, synthetic_series, window_fingerprints
+from llmsignal.finetune.train import TrainConfig, train
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from finetune.codec import TokenTable
-from finetune.methods import count_trainable
+from llmsignal.finetune.codec import TokenTable
+from llmsignal.finetune.methods import count_trainable
 
 
 @dataclass(frozen=True)

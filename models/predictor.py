@@ -1,8 +1,8 @@
 """Serve forecasts from any registry entry: batched, distribution-exact, cached.
 
-    >>> predictor = Predictor.from_entry(registry.get("eurusd-lora"))
-    >>> frame = predictor.predict(bars, start=4000)   # one row per bar from index 4000 on
-    >>> fast = Predictor.from_entry(entry, forecasts_per_pass=16, precision="bfloat16")
+    >>> predictor = Predictor.from_entry(registry.get("eurusd-lora"))  # doctest: +SKIP
+    >>> frame = predictor.predict(bars, start=4000)   # one row per bar from index 4000 on  # doctest: +SKIP
+    >>> fast = Predictor.from_entry(entry, forecasts_per_pass=16, precision="bfloat16")  # doctest: +SKIP
 
 The forecast for bar ``t`` reads the ``codec.context`` returns ending at bar
 ``t`` (closes up to and including ``t``) and never anything later. Instead of
@@ -27,23 +27,19 @@ basis point.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
-from finetune.base import load_base
-from finetune.codec import TOKENS_PER_VALUE, ZERO_BIN, PriceCodec, TokenTable
-from finetune.methods import get_model, load_trainable_state, make_method, merge_for_serving
-from finetune.train import device
-from models.registry import Entry, RegistryError
+from llmsignal.finetune.codec import TOKENS_PER_VALUE, ZERO_BIN, PriceCodec, TokenTable
+from llmsignal.finetune.train import device
+from llmsignal.models.entries import frame_fingerprint, load_entry_model
+from llmsignal.models.registry import Entry
 
-WEIGHTS = "weights.safetensors"
 PRECISIONS = ("float32", "bfloat16")
 
 
@@ -78,19 +74,8 @@ class Predictor:
     def from_entry(cls, entry: Entry, merge: bool = False, batch_size: int = 64, forecasts_per_pass: int = 1,
                    precision: str = "float32") -> Predictor:
         """Rebuild an entry's model on its base; ``merge`` folds LoRA/IA3 into the base weights."""
-        entry.verify()
-        meta = entry.metadata
-        base = load_base(meta["base"])
-        if base.fingerprint != meta["base_fingerprint"]:
-            raise RegistryError(f"entry {entry.ref} was tuned on a different {meta['base']!r} base "
-                                f"(fingerprint {meta['base_fingerprint']}, found {base.fingerprint})")
-        method = make_method(meta["method"], **meta["method_params"])
-        model = get_model(base.model, method, seed=meta["train_config"]["seed"])
-        if method.trainable:
-            load_trainable_state(model, load_file(entry.file(WEIGHTS)))
-        if merge:
-            merge_for_serving(model, method)
-        return cls(model, base.tokenizer, PriceCodec(**meta["codec"]), batch_size, name=entry.ref,
+        model, tokenizer, codec = load_entry_model(entry, merge=merge)
+        return cls(model, tokenizer, codec, batch_size, name=entry.ref,
                    forecasts_per_pass=forecasts_per_pass, precision=precision)
 
     @torch.no_grad()
@@ -250,12 +235,6 @@ def _joint(first_logits: torch.Tensor, second_logits: torch.Tensor) -> torch.Ten
     first = torch.log_softmax(first_logits.double(), dim=-1)
     second = torch.log_softmax(second_logits.double(), dim=-1)
     return (first[..., None] + second).exp().flatten(-2)
-
-
-def frame_fingerprint(bars: pd.DataFrame) -> str:
-    digest = hashlib.sha256(bars.index.asi8.tobytes() if hasattr(bars.index, "asi8") else b"")
-    digest.update(np.ascontiguousarray(bars["close"].to_numpy(dtype=np.float64)).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def cached_predictions(entry: Entry, bars: pd.DataFrame, start: int, cache_dir: Path, merge: bool = False,

@@ -7,13 +7,13 @@
         .removed-3         # a tombstone: version 3 was removed and is never reused
       index.sqlite         # a query index over every metadata.json, rebuilt when missing or stale
 
-    >>> registry = Registry("registry")
-    >>> entry = registry.save("eurusd-lora", {"weights.safetensors": path}, metadata)
-    >>> registry.get("eurusd-lora@1").metadata["method"]
-    >>> registry.list_rows()          # name, version, method, ..., status for every version
-    >>> registry.export("eurusd-lora@1", "out/eurusd-lora")   # a folder another machine imports
-    >>> registry.import_("out/eurusd-lora")                    # a new version, hashes checked
-    >>> registry.remove("eurusd-lora@1")                       # or "eurusd-lora" for every version
+    >>> registry = Registry("registry")  # doctest: +SKIP
+    >>> entry = registry.save("eurusd-lora", {"weights.safetensors": path}, metadata)  # doctest: +SKIP
+    >>> registry.get("eurusd-lora@1").metadata["method"]  # doctest: +SKIP
+    >>> registry.list_rows()          # name, version, method, ..., status for every version  # doctest: +SKIP
+    >>> registry.export("eurusd-lora@1", "out/eurusd-lora")   # a folder another machine imports  # doctest: +SKIP
+    >>> registry.import_("out/eurusd-lora")                    # a new version, hashes checked  # doctest: +SKIP
+    >>> registry.remove("eurusd-lora@1")                       # or "eurusd-lora" for every version  # doctest: +SKIP
 
 An entry appears in one ``rename`` of a fully written folder, so an interrupted
 write leaves no entry that loads; versions never change once written. A lock file
@@ -42,7 +42,8 @@ from pathlib import Path
 METADATA = "metadata.json"
 INDEX = "index.sqlite"
 TOMBSTONE = ".removed-"
-KEY_METRICS = ("mase", "directional_accuracy", "sharpe")
+# what training writes into every entry's "cost" and `registry list` shows
+KEY_COSTS = ("trainable_params", "train_seconds", "val_loss")
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -179,7 +180,7 @@ class Registry:
                          {**kept, "imported_from": origin}, expected=expected)
 
     def list_rows(self, verify: bool = True) -> list[dict]:
-        """One row per version, from the index: name, version, method, base, data, created, key metrics, status.
+        """One row per version, from the index: name, version, method, base, data, created, training cost, status.
 
         ``status`` is "ok", or "corrupted: <why>" when the metadata is unreadable or a file fails
         ``Entry.verify`` (which reads every file: pass ``verify=False`` for "unverified" and speed).
@@ -258,7 +259,7 @@ class Registry:
     def _row(self, name: str, version: int, method: str | None, base: str | None, data: str | None,
              created: str | None, metadata: str | None, error: str | None, verify: bool) -> dict:
         meta = json.loads(metadata) if metadata else {}
-        metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+        cost = meta.get("cost") if isinstance(meta.get("cost"), dict) else {}
         status = f"corrupted: {error}" if error else "ok" if verify else "unverified"
         if verify and not error:
             try:
@@ -266,7 +267,7 @@ class Registry:
             except RegistryError as err:
                 status = f"corrupted: {err}"
         return {"name": name, "version": version, "method": method, "base": base, "data": data, "created": created,
-                **{key: _number(metrics.get(key)) for key in KEY_METRICS}, "status": status}
+                **{key: _number(cost.get(key)) for key in KEY_COSTS}, "status": status}
 
     def _on_disk(self) -> dict[tuple[str, int], str]:
         """Every version folder with a metadata file, and a stamp that changes when that file does."""

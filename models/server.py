@@ -1,8 +1,8 @@
 """An HTTP prediction server for one registry entry, for Expert Advisors and other trading clients.
 
-    >>> entry = Registry("registry").get("eurusd-lora")
-    >>> app = create_app(entry, Predictor.from_entry(entry))
-    >>> serve(app, "127.0.0.1", 8000)                 # blocks; or from the shell: llmsignal serve --entry eurusd-lora
+    >>> entry = Registry("registry").get("eurusd-lora")  # doctest: +SKIP
+    >>> app = create_app(entry, Predictor.from_entry(entry), decide=threshold_exposure)  # doctest: +SKIP
+    >>> serve(app, "127.0.0.1", 8000)   # blocks; the shell's `llmsignal serve` does the same  # doctest: +SKIP
 
     POST /predict   {"timestamps": [1704196800, ...], "close": [1.10312, ...]}   recent bars, oldest first
                  -> {"entry": "eurusd-lora@1", "timestamp": 1704369600, "close": 1.10451, "forecast": 1.10463,
@@ -10,9 +10,9 @@
     GET  /entries   the registry's entries          GET /health     liveness          GET /docs    OpenAPI
 
 The forecast is the entry's next-close forecast for the last bar sent, computed from
-the closes in the request only (so it cannot look ahead), and ``signal`` is
-``ThresholdStrategy``'s rule on it: 1 (long) when the forecast return exceeds
-``threshold_bps``, -1 (short) below minus it, 0 (flat) otherwise.
+the closes in the request only (so it cannot look ahead), and ``signal`` is the
+strategy rule given to ``create_app`` (``llmsignal serve`` gives ThresholdStrategy's,
+``threshold_exposure``) applied to its expected return: 1 long, -1 short, 0 flat.
 
 The model is loaded once and requests take turns with it (a lock: torch modules are
 not safe to share between threads here). Every client mistake gets a 4xx whose
@@ -24,11 +24,11 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import logging
 import math
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -41,13 +41,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from models.predictor import Predictor
-from models.registry import Entry, Registry
+from llmsignal.models.predictor import Predictor
+from llmsignal.models.registry import Entry, Registry
 
 MAX_BODY = 1 << 20  # 1 MB: ~50,000 bars, far more than any context needs
 _DRAIN_LIMIT = 16 * MAX_BODY  # an oversized body is read this far so the client sees the 413 rather than a reset
 API_KEY_HEADER = "X-API-Key"
-log = logging.getLogger("llmsignal.server")
 
 
 class ServeError(ValueError):
@@ -106,25 +105,19 @@ class PredictResponse(BaseModel):
     close: float = Field(description="the last bar's close")
     forecast: float = Field(description="the forecast of the next close")
     p_up: float = Field(description="the probability that the next close is above this one")
-    signal: int = Field(description="1 long, -1 short, 0 flat: ThresholdStrategy's rule on expected_return_bps")
+    signal: int = Field(description="1 long, -1 short, 0 flat: the served strategy rule on the expected return")
     expected_return_bps: float = Field(description="forecast / close - 1, in basis points")
 
 
-def threshold_signal(forecast: float, close: float, threshold_bps: float) -> int:
-    """``strategies.ThresholdStrategy.decide`` as an integer: the EA must trade what the backtest traded."""
-    edge = (forecast / close - 1.0) * 1e4
-    if edge > threshold_bps:
-        return 1
-    if edge < -threshold_bps:
-        return -1
-    return 0
-
-
-def create_app(entry: Entry, predictor: Predictor, api_key: str | None = None, threshold_bps: float = 0.5,
-               registry: Registry | None = None) -> FastAPI:
+def create_app(entry: Entry, predictor: Predictor, decide: Callable[[float], float], rule: str = "",
+               api_key: str | None = None, registry: Registry | None = None) -> FastAPI:
     """The FastAPI app serving ``predictor`` (built from ``entry``); ``registry`` defaults to the entry's own.
 
-    >>> app = create_app(entry, Predictor.from_entry(entry), api_key="s3cret")
+    ``decide`` maps the expected return of the next bar to an exposure in [-1, 1], the way the backtested
+    strategy does, so the EA trades what the backtest traded; ``rule`` describes it in ``/health``.
+
+    >>> rule = partial(threshold_exposure, threshold_bps=1)  # doctest: +SKIP
+    >>> app = create_app(entry, Predictor.from_entry(entry), rule)  # doctest: +SKIP
     """
     registry = registry or Registry(entry.path.parent.parent)
     context = int(entry.metadata["codec"]["context"])
@@ -138,7 +131,7 @@ def create_app(entry: Entry, predictor: Predictor, api_key: str | None = None, t
     @app.get("/health")
     def health() -> dict:
         """Liveness, the entry served, and the fewest bars /predict accepts (open, even with an API key)."""
-        return {"status": "ok", "entry": entry.ref, "min_bars": context + 1, "threshold_bps": threshold_bps}
+        return {"status": "ok", "entry": entry.ref, "min_bars": context + 1, "signal_rule": rule}
 
     @app.get("/entries", dependencies=[Depends(require_key)])
     def entries() -> dict:
@@ -158,10 +151,14 @@ def create_app(entry: Entry, predictor: Predictor, api_key: str | None = None, t
             raise HTTPException(422, f"the forecast is not a finite price ({forecast}): are the closes on a sane "
                                      "scale?")
         return PredictResponse(entry=entry.ref, timestamp=request.timestamps[-1], close=close, forecast=forecast,
-                               p_up=min(max(p_up, 0.0), 1.0), signal=threshold_signal(forecast, close, threshold_bps),
+                               p_up=min(max(p_up, 0.0), 1.0), signal=_signal(decide(forecast / close - 1.0)),
                                expected_return_bps=(forecast / close - 1.0) * 1e4)
 
     return app
+
+
+def _signal(exposure: float) -> int:
+    return 1 if exposure > 0 else -1 if exposure < 0 else 0
 
 
 def _checked_closes(request: PredictRequest, context: int) -> np.ndarray:
@@ -332,9 +329,9 @@ class RunningServer:
 def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float = 30.0) -> RunningServer:
     """Start ``app`` on ``host`` (a free port by default) in a daemon thread; returns once it accepts requests.
 
-    >>> running = start_in_thread(app)
-    >>> httpx.get(f"{running.url}/health").json()
-    >>> running.stop()
+    >>> running = start_in_thread(app)  # doctest: +SKIP
+    >>> httpx.get(f"{running.url}/health").json()  # doctest: +SKIP
+    >>> running.stop()  # doctest: +SKIP
     """
     sock = bind_socket(host, port)
     url = url_of(sock)

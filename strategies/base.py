@@ -9,10 +9,10 @@
 Exposure is the fraction of the allowed notional to hold: ``-1`` fully short,
 ``0`` flat, ``1`` fully long. The allowed notional is ``leverage`` times the
 account's equity. Market orders placed on bar ``t`` fill at the open of bar
-``t + 1``; costs live in the broker (see ``backtests.costs``), not here.
+``t + 1``; costs live in the broker (see ``llmsignal.backtests.costs``), not here.
 
 Sizing: the target size is truncated to a multiple of ``lot_step`` units and a
-target smaller than ``min_size`` units is flat (``backtests.backtest.run_backtest``
+target smaller than ``min_size`` units is flat (``llmsignal.backtests.engine.run_backtest``
 sets both from ``Costs.min_lot`` and ``Costs.lot_step``).
 
 Exits, for any subclass: with ``stop_atr > 0`` (``take_atr > 0``) the base

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from strategies.base import LLMSignalStrategy, Signal, StrategyError
+from llmsignal.strategies.base import LLMSignalStrategy, Signal, StrategyError
+from llmsignal.strategies.threshold import threshold_exposure
 
 MODES = ("majority", "average")
 
@@ -29,8 +30,7 @@ def ensemble_exposure(close: float, forecasts: Sequence[float], mode: str = "maj
         downs = sum(f < close for f in forecasts)
         return 1.0 if 2 * ups > len(forecasts) else -1.0 if 2 * downs > len(forecasts) else 0.0
     if mode == "average":
-        edge = sum(f / close - 1.0 for f in forecasts) / len(forecasts) * 1e4
-        return 1.0 if edge > threshold_bps else -1.0 if edge < -threshold_bps else 0.0
+        return threshold_exposure(sum(f / close - 1.0 for f in forecasts) / len(forecasts), threshold_bps)
     raise StrategyError(f"unknown ensemble mode {mode!r}; use one of {', '.join(MODES)}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from strategies.base import LLMSignalStrategy, Signal, StrategyError
+from llmsignal.strategies.base import LLMSignalStrategy, Signal, StrategyError
 
 
 def probability_exposure(p_up: float, dead_zone: float = 0.05, cap: float = 1.0) -> float:

@@ -9,7 +9,7 @@ import pandas as pd
 class SignalFeed(bt.feeds.PandasData):
     """A ``PandasData`` with two more lines, ``forecast`` (next close) and ``p_up``.
 
-    >>> feed = SignalFeed(dataname=frame)  # frame: open, high, low, close, volume, forecast, p_up
+    >>> feed = SignalFeed(dataname=frame)  # frame: open, high, low, close, volume, forecast, p_up  # doctest: +SKIP
     """
 
     lines = ("forecast", "p_up")

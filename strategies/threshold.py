@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from strategies.base import LLMSignalStrategy, Signal
+from llmsignal.strategies.base import LLMSignalStrategy, Signal
+
+
+def threshold_exposure(expected_return: float, threshold_bps: float = 0.5) -> float:
+    """``1`` above ``threshold_bps`` (basis points of forecast return), ``-1`` below minus it, ``0`` between.
+
+    >>> threshold_exposure(0.0001), threshold_exposure(-0.0001), threshold_exposure(0.00004)
+    (1.0, -1.0, 0.0)
+    """
+    edge = expected_return * 1e4
+    return 1.0 if edge > threshold_bps else -1.0 if edge < -threshold_bps else 0.0
 
 
 class ThresholdStrategy(LLMSignalStrategy):
@@ -11,9 +21,4 @@ class ThresholdStrategy(LLMSignalStrategy):
     params = (("threshold_bps", 0.5),)
 
     def decide(self, signal: Signal) -> float:
-        edge = signal.expected_return * 1e4
-        if edge > self.p.threshold_bps:
-            return 1.0
-        if edge < -self.p.threshold_bps:
-            return -1.0
-        return 0.0
+        return threshold_exposure(signal.expected_return, self.p.threshold_bps)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from llmsignal.finetune.base import embedded_config, embedded_tokenizer
+
 # one thread: tiny models gain nothing from two, and it keeps tests steady on a busy machine
 torch.set_num_threads(1)
-
-from finetune.base import embedded_config, embedded_tokenizer  # noqa: E402
 
 
 def synthetic_bars(n: int = 600, seed: int = 1, start: str = "2020-01-01") -> pd.DataFrame:
@@ -52,12 +48,13 @@ TINY_CONTEXT = 16
 
 def tiny_entries(folder, base_path: str, methods=("lora",), bars: int = 500, prefix: str = "t"):
     """Train each method for three steps on synthetic bars saved in ``folder``; returns (entries, split, csv)."""
-    from backtests.data import load_bars, split_bars
-    from backtests.training import train_entry
-    from finetune.base import load_base
-    from finetune.methods import make_method
-    from finetune.train import TrainConfig
-    from models.registry import Registry
+    from llmsignal.data import load_bars
+    from llmsignal.finetune.bars import split_bars
+    from llmsignal.finetune.base import load_base
+    from llmsignal.finetune.methods import make_method
+    from llmsignal.finetune.train import TrainConfig
+    from llmsignal.models.entries import train_entry
+    from llmsignal.models.registry import Registry
 
     path = folder / "bars.csv"
     synthetic_bars(bars).to_csv(path)

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 from backtesting.test import GOOG
 
-from backtests.cli import main
-from backtests.data import load_bars
-from finetune.base import EMBEDDED_DIR, load_base, seen_by_base
+from llmsignal.cli import main
+from llmsignal.data import load_bars
+from llmsignal.finetune.base import EMBEDDED_DIR, load_base, seen_by_base
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from finetune.base import embedded_tokenizer
-from finetune.codec import BINS, ZERO_BIN, PriceCodec, TokenTable
+from llmsignal.finetune.base import embedded_tokenizer
+from llmsignal.finetune.codec import BINS, ZERO_BIN, PriceCodec, TokenTable
 
 
 def test_encode_decode_round_trip():

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from backtests.data import DataError, load_bars, split_bars
+from llmsignal.data import load_bars
+from llmsignal.finetune.bars import DataError, split_bars
 from tests.conftest import synthetic_bars
 
 
@@ -64,7 +65,7 @@ def test_split_is_chronological():
 
 @pytest.mark.parametrize("rolling", [False, True])
 def test_walk_forward_folds_train_only_on_earlier_bars(rolling):
-    from backtests.data import walk_forward_splits
+    from llmsignal.finetune.bars import walk_forward_splits
 
     bars = load_bars()
     splits = walk_forward_splits(bars, 4, test=0.2, val=0.1, rolling=rolling)

@@ -1,7 +1,10 @@
 import numpy as np
 import pandas as pd
+import pytest
+from scipy.stats import kurtosis, norm, skew
 
-from backtests.evaluation import pretraining_question, significance
+from llmsignal.backtests.evaluation import pretraining_question, significance
+from llmsignal.backtests.metrics import daily_returns
 
 
 def _frame(close, target, noise, seed):
@@ -26,7 +29,7 @@ def test_significance_with_only_one_curve_that_moves():
     significance(rows, forecasts, equities)
     good = rows[1]
     assert good["dm_stat"] < -5 and good["dm_pvalue"] < 1e-6  # a near-perfect forecast beats naive
-    assert 0 <= good["deflated_sharpe"] <= 1
+    assert good["deflated_sharpe"] == pytest.approx(_deflated_sharpe_by_hand(daily_returns(equities["good"]), 3))
     assert np.isnan(rows[0]["dm_pvalue"])  # naive is the reference
 
 
@@ -55,3 +58,14 @@ def test_pretraining_question_names_the_winner():
     assert answer["best"] == "lora" and answer["sentence"].startswith("Yes on this data: lora")
     assert "it beats the best baseline, naive" in answer["sentence"]
     assert pretraining_question(table[table["method"] != "scratch"], forecasts) is None
+
+
+def _deflated_sharpe_by_hand(returns: pd.Series, trials: int) -> float:
+    """Bailey & Lopez de Prado (2014), eqs. 2 and 4 written out: zero-skill trials, Sharpe variance 1/(n-1)."""
+    r = returns.dropna().to_numpy()
+    n, sharpe = len(r), r.mean() / r.std(ddof=1)
+    gamma = 0.5772156649015329
+    best_of_trials = np.sqrt(1 / (n - 1)) * ((1 - gamma) * norm.ppf(1 - 1 / trials)
+                                             + gamma * norm.ppf(1 - 1 / (trials * np.e)))
+    spread = 1 - skew(r) * sharpe + (kurtosis(r, fisher=False) - 1) / 4 * sharpe**2
+    return float(norm.cdf((sharpe - best_of_trials) * np.sqrt(n - 1) / np.sqrt(spread)))

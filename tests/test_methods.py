@@ -1,7 +1,7 @@
 import pytest
 
-from finetune.base import load_base
-from finetune.methods import METHODS, MethodError, count_trainable, get_model, make_method
+from llmsignal.finetune.base import load_base
+from llmsignal.finetune.methods import METHODS, MethodError, count_trainable, get_model, make_method
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,13 @@ import pandas as pd
 import pytest
 import torch
 
-from backtests.training import train_entry
-from finetune.base import load_base
-from finetune.codec import PriceCodec
-from finetune.methods import make_method
-from finetune.train import TrainConfig
-from models.predictor import PredictionError, Predictor, cached_predictions
-from models.registry import Registry
+from llmsignal.finetune.base import load_base
+from llmsignal.finetune.codec import PriceCodec
+from llmsignal.finetune.methods import make_method
+from llmsignal.finetune.train import TrainConfig
+from llmsignal.models.entries import train_entry
+from llmsignal.models.predictor import PredictionError, Predictor, cached_predictions
+from llmsignal.models.registry import Registry
 from tests.conftest import TINY_CONTEXT, synthetic_bars, tiny_entries
 
 CONTEXT = TINY_CONTEXT
@@ -40,12 +40,13 @@ def test_distribution_is_exact_and_sums_to_one(setup):
 def test_prefix_tuning_falls_back_to_the_exact_path(setup):
     _, _, entries = setup
     predictor = Predictor.from_entry(entries["prefix"])
+    assert not predictor.use_tree  # the prefix's own attention is outside the candidate mask
     contexts = np.random.default_rng(4).integers(30, 70, size=(3, CONTEXT))
-    probs = predictor.distribution(contexts)
-    predictor.use_tree = not predictor.use_tree
-    other = predictor.distribution(contexts)
-    if not predictor.use_tree:  # it chose the tree: then the tree must agree with the exact path
-        torch.testing.assert_close(probs, other, atol=1e-6, rtol=0)
+    torch.testing.assert_close(predictor.distribution(contexts), predictor._expanded_distribution(contexts),
+                               atol=0, rtol=0)
+    predictor.use_tree = True  # what the fallback avoids: the tree pass is wrong for prefix tuning
+    assert not torch.allclose(predictor.distribution(contexts), predictor._expanded_distribution(contexts),
+                              atol=1e-6)
 
 
 def test_no_look_ahead(setup):

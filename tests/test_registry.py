@@ -1,8 +1,9 @@
+import hashlib
 import json
 
 import pytest
 
-from models.registry import Registry, RegistryError
+from llmsignal.models.registry import Registry, RegistryError
 
 
 def _weights(tmp_path, content=b"weights"):
@@ -27,7 +28,7 @@ def test_interrupted_write_leaves_no_entry(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("models.registry.file_sha256", boom)
+    monkeypatch.setattr("llmsignal.models.registry.file_sha256", boom)
     with pytest.raises(KeyboardInterrupt):
         registry.save("m", {"weights.safetensors": _weights(tmp_path)}, {"method": "full"})
     assert registry.versions("m") == [1]
@@ -56,4 +57,6 @@ def test_metadata_is_written_with_hashes(tmp_path):
     registry = Registry(tmp_path / "reg")
     entry = registry.save("m", {"weights.safetensors": _weights(tmp_path)}, {"method": "full"})
     meta = json.loads((entry.path / "metadata.json").read_text())
-    assert meta["files"]["weights.safetensors"] and meta["version"] == 1 and meta["method"] == "full"
+    weights = (entry.path / "weights.safetensors").read_bytes()
+    assert meta["files"]["weights.safetensors"] == hashlib.sha256(weights).hexdigest()
+    assert meta["version"] == 1 and meta["method"] == "full"

@@ -7,10 +7,11 @@ import sqlite3
 import numpy as np
 import pytest
 
-from backtests.cli import main
-from backtests.data import load_bars
-from models.predictor import WEIGHTS, Predictor
-from models.registry import INDEX, Registry, RegistryError
+from llmsignal.cli import main
+from llmsignal.data import load_bars
+from llmsignal.models.entries import WEIGHTS
+from llmsignal.models.predictor import Predictor
+from llmsignal.models.registry import INDEX, Registry, RegistryError
 from tests.conftest import TINY_CONTEXT as CONTEXT
 from tests.conftest import tiny_entries
 
@@ -40,14 +41,14 @@ def trained(tiny_base, tmp_path_factory):
     return entries["lora"], path
 
 
-def test_list_shows_every_version_with_metrics_and_status(registry, capsys):
-    _save(registry, metrics={"mase": 0.98765, "sharpe": 1.5, "directional_accuracy": float("nan")})
+def test_list_shows_every_version_with_its_training_cost_and_status(registry, capsys):
+    _save(registry, cost={"val_loss": 0.98765, "train_seconds": 1.5, "trainable_params": float("nan")})
     _save(registry, content=b"other")
     rows = registry.list_rows()
     assert [(r["name"], r["version"], r["method"], r["status"]) for r in rows] == [("m", 1, "lora", "ok"),
                                                                                   ("m", 2, "lora", "ok")]
-    assert (rows[0]["mase"], rows[0]["sharpe"], rows[0]["directional_accuracy"]) == (0.98765, 1.5, None)
-    assert rows[1]["mase"] is None and rows[0]["created"] and rows[0]["base"] == "embedded"
+    assert (rows[0]["val_loss"], rows[0]["train_seconds"], rows[0]["trainable_params"]) == (0.98765, 1.5, None)
+    assert rows[1]["val_loss"] is None and rows[0]["created"] and rows[0]["base"] == "embedded"
     code, out, _ = _cli(capsys, "registry", "list", "--registry", str(registry.root))
     header, first, second = out.splitlines()
     assert code == 0 and header.split()[:3] == ["name", "version", "method"] and header.split()[-1] == "status"
@@ -62,7 +63,7 @@ def test_an_empty_registry_lists_nothing(tmp_path, capsys):
 
 
 def test_show_prints_the_metadata(registry, capsys):
-    entry = _save(registry, metrics={"mase": 0.9})
+    entry = _save(registry, cost={"val_loss": 0.9})
     code, out, _ = _cli(capsys, "registry", "show", "m@1", "--registry", str(registry.root))
     assert code == 0 and json.loads(out) == entry.metadata
     code, _, err = _cli(capsys, "registry", "show", "m@9", "--registry", str(registry.root))
@@ -85,7 +86,7 @@ def test_rm_removes_a_version_or_a_name_and_never_reuses_numbers(registry, capsy
 
 
 def test_export_import_round_trip(registry, tmp_path, capsys):
-    entry = _save(registry, metrics={"mase": 0.9}, request_key="abc")
+    entry = _save(registry, cost={"val_loss": 0.9}, request_key="abc")
     out_dir = tmp_path / "exported"
     code, _, _ = _cli(capsys, "registry", "export", "m", str(out_dir), "--registry", str(registry.root))
     assert code == 0 and sorted(p.name for p in out_dir.iterdir()) == ["metadata.json", WEIGHTS]
@@ -96,7 +97,7 @@ def test_export_import_round_trip(registry, tmp_path, capsys):
     assert code == 0 and "as m@2" in out and imported.version == 2
     assert imported.file(WEIGHTS).read_bytes() == b"weights"
     assert imported.metadata["files"] == entry.metadata["files"] and imported.metadata["request_key"] == "abc"
-    assert imported.metadata["imported_from"]["ref"] == "m@1" and imported.metadata["metrics"] == {"mase": 0.9}
+    assert imported.metadata["imported_from"]["ref"] == "m@1" and imported.metadata["cost"] == {"val_loss": 0.9}
     imported.verify()
     again = registry.import_(out_dir, name="copy")
     assert again.ref == "copy@1" and [r["status"] for r in registry.list_rows()] == ["ok", "ok"]
@@ -131,7 +132,7 @@ def test_import_checks_every_hash_and_file_name(registry, tmp_path, capsys):
 
 
 def test_the_index_follows_the_folders_and_is_rebuilt_when_missing(registry):
-    _save(registry, metrics={"mase": 0.9})
+    _save(registry, cost={"val_loss": 0.9})
     _save(registry, name="n")
     index = registry.root / INDEX
     assert _indexed(index) == [("m", 1), ("n", 1)]  # updated on save
@@ -140,9 +141,9 @@ def test_the_index_follows_the_folders_and_is_rebuilt_when_missing(registry):
     assert _indexed(index) == [("m", 1), ("n", 1)]  # rebuilt
     shutil.rmtree(registry.root / "n")  # changed behind the registry's back: the index is stale
     meta_path = registry.root / "m" / "1" / "metadata.json"
-    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "metrics": {"mase": 0.5}}))
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "cost": {"val_loss": 0.5}}))
     rows = registry.list_rows(verify=False)
-    assert [(r["name"], r["mase"]) for r in rows] == [("m", 0.5)] and _indexed(index) == [("m", 1)]
+    assert [(r["name"], r["val_loss"]) for r in rows] == [("m", 0.5)] and _indexed(index) == [("m", 1)]
     index.write_bytes(b"not a database at all" * 100)
     assert len(registry.list_rows()) == 1 and _indexed(index) == [("m", 1)]
     registry.remove("m@1")

@@ -3,6 +3,7 @@
 import json
 import math
 import threading
+from functools import partial
 from types import SimpleNamespace
 
 import httpx
@@ -10,10 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.predictor import Predictor
-from models.server import MAX_BODY, ServeError, bind_socket, check_bind, create_app, start_in_thread, threshold_signal
-from strategies.base import Signal
-from strategies.threshold import ThresholdStrategy
+from llmsignal.models.predictor import Predictor
+from llmsignal.models.server import (
+    MAX_BODY,
+    ServeError,
+    bind_socket,
+    check_bind,
+    create_app,
+    start_in_thread,
+)
+from llmsignal.strategies.threshold import threshold_exposure
 from tests.conftest import TINY_CONTEXT as CONTEXT
 from tests.conftest import tiny_entries
 
@@ -28,8 +35,9 @@ def served(tiny_base, tmp_path_factory):
     entries, split, path = tiny_entries(folder, tiny_base, prefix="srv")
     entry = entries["lora"]
     predictor = Predictor.from_entry(entry)
-    open_server = start_in_thread(create_app(entry, predictor))
-    keyed_server = start_in_thread(create_app(entry, predictor, api_key=KEY))
+    rule = partial(threshold_exposure, threshold_bps=0.5)
+    open_server = start_in_thread(create_app(entry, predictor, rule, "threshold 0.5 bp"))
+    keyed_server = start_in_thread(create_app(entry, predictor, rule, api_key=KEY))
     yield SimpleNamespace(entry=entry, bars=split.bars, url=open_server.url, keyed_url=keyed_server.url)
     open_server.stop()
     keyed_server.stop()
@@ -63,7 +71,7 @@ def test_the_ea_request_gets_the_predictors_forecast_and_signal(served):
     assert 0.0 <= answer["p_up"] <= 1.0 and answer["p_up"] == pytest.approx(p_up[0], rel=1e-12)
     assert answer["signal"] in (-1, 0, 1)
     assert answer["expected_return_bps"] == pytest.approx((answer["forecast"] / answer["close"] - 1) * 1e4)
-    assert answer["signal"] == _threshold_strategy(answer["forecast"], answer["close"], 0.5)
+    assert answer["signal"] == threshold_exposure(answer["forecast"] / answer["close"] - 1, 0.5)
 
 
 def test_a_window_gets_the_backtests_forecast_for_its_last_bar(served):
@@ -76,16 +84,13 @@ def test_a_window_gets_the_backtests_forecast_for_its_last_bar(served):
     assert answer["forecast"] == pytest.approx(forecast[0], rel=1e-12)
 
 
-@pytest.mark.parametrize("forecast, close", [(1.0001, 1.0), (1.00005, 1.0), (1.00004, 1.0), (1.0, 1.0),
-                                             (0.99996, 1.0), (0.99994, 1.0), (0.9, 1.0), (2.0, 1.0)])
-def test_signal_is_the_threshold_strategys_rule(forecast, close):
-    for threshold in (0.0, 0.5, 5.0):
-        assert threshold_signal(forecast, close, threshold) == _threshold_strategy(forecast, close, threshold)
-
-
-def _threshold_strategy(forecast: float, close: float, threshold_bps: float) -> int:
-    signal = Signal(pd.Timestamp(0), close, forecast, 0.5, {})
-    return int(ThresholdStrategy.decide(SimpleNamespace(p=SimpleNamespace(threshold_bps=threshold_bps)), signal))
+@pytest.mark.parametrize("exposure, signal", [(-1.0, -1), (0.0, 0), (0.3, 1)])
+def test_the_server_sends_the_signal_of_the_rule_it_serves(served, exposure, signal):
+    server = start_in_thread(create_app(served.entry, Predictor.from_entry(served.entry), lambda r: exposure))
+    try:
+        assert ea_post(server.url, ea_body(served.bars.iloc[-30:])).json()["signal"] == signal
+    finally:
+        server.stop()
 
 
 def _body(bars: int = 20, **changes) -> bytes:
@@ -154,7 +159,8 @@ def test_entries_health_and_docs(served):
     assert listing["serving"] == served.entry.ref
     assert [(row["name"], row["version"]) for row in listing["entries"]] == [("srv-lora", served.entry.version)]
     health = httpx.get(f"{served.url}/health").json()
-    assert health == {"status": "ok", "entry": served.entry.ref, "min_bars": CONTEXT + 1, "threshold_bps": 0.5}
+    assert health == {"status": "ok", "entry": served.entry.ref, "min_bars": CONTEXT + 1,
+                      "signal_rule": "threshold 0.5 bp"}
     assert "swagger" in httpx.get(f"{served.url}/docs").text.lower()
     assert "/predict" in httpx.get(f"{served.url}/openapi.json").json()["paths"]
 
@@ -178,9 +184,13 @@ def test_concurrent_clients_get_the_same_answers(served):
     assert not errors and len(answers) == 12 and len(set(answers)) == 1
 
 
-def test_the_server_still_serves_after_the_bad_requests(served):
-    assert httpx.get(f"{served.url}/health").status_code == 200
-    assert ea_post(served.url, ea_body(served.bars.iloc[-20:])).status_code == 200
+def test_the_server_still_serves_after_bad_requests(served):
+    good = ea_body(served.bars.iloc[-20:])
+    before = ea_post(served.url, good).json()["forecast"]
+    for body, _ in BAD_REQUESTS.values():
+        assert 400 <= ea_post(served.url, body).status_code < 500
+    after = ea_post(served.url, good)
+    assert after.status_code == 200 and after.json()["forecast"] == before
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.168.1.5", "::", "example.com"])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from backtests.significance import (
+from llmsignal.backtests.significance import (
     block_bootstrap_ci,
     deflated_sharpe_from_returns,
     deflated_sharpe_ratio,

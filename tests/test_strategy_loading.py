@@ -1,9 +1,11 @@
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
-from backtests.backtest import run_backtest
-from backtests.strategy_loader import load_strategy, parse_param_pairs, shipped_strategies, strategy_params
-from strategies import (
+from llmsignal.backtests.engine import run_backtest
+from llmsignal.strategies import (
     EnsembleStrategy,
     LLMSignalStrategy,
     ProbabilityStrategy,
@@ -11,10 +13,13 @@ from strategies import (
     ThresholdStrategy,
     signal_frame,
 )
+from llmsignal.strategies.loader import load_strategy, parse_param_pairs, shipped_strategies, strategy_params
 from tests.conftest import synthetic_bars
 
+ROOT = Path(__file__).resolve().parents[1]
+
 USER_FILE = '''
-from strategies import LLMSignalStrategy
+from llmsignal.strategies import LLMSignalStrategy
 
 
 class Contrarian(LLMSignalStrategy):
@@ -62,7 +67,7 @@ def test_a_strategy_from_a_file_outside_the_package_runs_and_trades_differently(
 
 def test_the_three_forms_of_spec(user_file, tmp_path, monkeypatch):
     assert load_strategy("ThresholdStrategy") is ThresholdStrategy
-    assert load_strategy("strategies.probability:ProbabilityStrategy") is ProbabilityStrategy
+    assert load_strategy("llmsignal.strategies.probability:ProbabilityStrategy") is ProbabilityStrategy
     (tmp_path / "userpkg").mkdir()
     (tmp_path / "userpkg" / "__init__.py").write_text("")
     (tmp_path / "userpkg" / "fade.py").write_text(USER_FILE)
@@ -78,9 +83,9 @@ def test_the_three_forms_of_spec(user_file, tmp_path, monkeypatch):
                   r"ThresholdStrategy"),
     ("{dir}/missing.py:Contrarian", r"strategy file .*missing.py does not exist"),
     ("{file}:Momentum", r"defines no Momentum; strategies there: Contrarian"),
-    ("{file}:NotAStrategy", r"NotAStrategy is not a subclass of strategies.LLMSignalStrategy"),
-    ("strategies.base:LLMSignalStrategy", r"LLMSignalStrategy is the base class"),
-    ("strategies.nowhere:Thing", r"cannot import module 'strategies.nowhere': ModuleNotFoundError"),
+    ("{file}:NotAStrategy", r"NotAStrategy is not a subclass of llmsignal.strategies.LLMSignalStrategy"),
+    ("llmsignal.strategies.base:LLMSignalStrategy", r"LLMSignalStrategy is the base class"),
+    ("llmsignal.strategies.nowhere:Thing", r"cannot import module 'llmsignal.strategies.nowhere': ModuleNotFoundError"),
     ("{dir}/broken.py:Contrarian", r"broken.py failed to load: SyntaxError"),
     (":Contrarian", r"is not a shipped name, package.module:Class or path/to/file.py:Class"),
 ])
@@ -122,3 +127,18 @@ def test_bool_params_take_true_false_1_0(user_file):
 def test_param_pairs_need_an_equals_sign():
     with pytest.raises(StrategyError, match=r"strategy parameter 'threshold_bps' is not name=value"):
         parse_param_pairs(["threshold_bps"])
+
+
+@pytest.mark.parametrize("shadow", [False, True])
+def test_a_file_written_for_the_old_import_name_gets_one_line_saying_what_to_write(tmp_path, monkeypatch, shadow):
+    # as installed: the checkout's own folders are not on the path (pytest puts the repo root there)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if Path(p or ".").resolve() != ROOT])
+    if shadow:  # the user's project has a `strategies` package of its own
+        (tmp_path / "strategies").mkdir()
+        (tmp_path / "strategies" / "__init__.py").write_text("")
+        monkeypatch.syspath_prepend(str(tmp_path))
+    old = tmp_path / "old.py"
+    old.write_text("from strategies import LLMSignalStrategy\n\n\nclass Old(LLMSignalStrategy):\n"
+                   "    def decide(self, signal):\n        return 1.0\n")
+    with pytest.raises(StrategyError, match=r"imports 'strategies'.*write `from llmsignal.strategies import ...`"):
+        load_strategy(f"{old}:Old")

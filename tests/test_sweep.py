@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests import sweep
-from backtests.cli import main
-from backtests.data import DataError
-from backtests.metrics import PERIODS_PER_YEAR
-from backtests.significance import deflated_sharpe_ratio
-from finetune.methods import MethodError
-from models.registry import Registry
-from strategies import StrategyError
+from llmsignal import sweep
+from llmsignal.backtests.metrics import PERIODS_PER_YEAR
+from llmsignal.backtests.significance import deflated_sharpe_ratio
+from llmsignal.cli import main
+from llmsignal.finetune.bars import DataError
+from llmsignal.finetune.methods import MethodError
+from llmsignal.models.registry import Registry
+from llmsignal.strategies import StrategyError
 from tests.conftest import synthetic_bars
 
 GRID = """
@@ -232,7 +232,7 @@ def local_ray():
 
 def test_a_sweep_on_ray_runs_in_parallel_and_resumes(local_ray, tiny_base, data_csv, tmp_path):
     # a strategy from a file, loaded by each worker; it always holds a position, so its Sharpe exists
-    (tmp_path / "mine.py").write_text("from strategies import LLMSignalStrategy\n\n\n"
+    (tmp_path / "mine.py").write_text("from llmsignal.strategies import LLMSignalStrategy\n\n\n"
                                       "class AlwaysLong(LLMSignalStrategy):\n"
                                       "    def decide(self, signal):\n        return 1.0\n")
     grid = sweep.grid_from_dict({"methods": ["lora", "adapter"], "seeds": [0, 1], "data": [str(data_csv)],

@@ -4,14 +4,15 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
 
-from backtests.data import load_bars, split_bars
-from backtests.training import train_entry
-from finetune.base import BaseModelError, load_base
-from finetune.codec import PriceCodec
-from finetune.methods import make_method
-from finetune.train import TrainConfig
-from models.predictor import WEIGHTS, Predictor
-from models.registry import Registry
+from llmsignal.data import load_bars
+from llmsignal.finetune.bars import split_bars
+from llmsignal.finetune.base import BaseModelError, load_base
+from llmsignal.finetune.codec import PriceCodec
+from llmsignal.finetune.methods import make_method
+from llmsignal.finetune.train import TrainConfig
+from llmsignal.models.entries import WEIGHTS, train_entry
+from llmsignal.models.predictor import Predictor
+from llmsignal.models.registry import Registry
 from tests.conftest import synthetic_bars
 
 CONTEXT = 16
@@ -91,7 +92,7 @@ def test_merged_lora_serves_the_same_forecasts(split, tiny_base, tmp_path):
 def test_a_base_that_is_not_a_causal_lm_is_refused(tmp_path, tiny_base):
     from transformers import T5Config
 
-    from finetune.base import embedded_tokenizer
+    from llmsignal.finetune.base import embedded_tokenizer
 
     T5Config(vocab_size=20, d_model=8, num_layers=1, num_heads=1, d_kv=8, d_ff=8).save_pretrained(tmp_path)
     embedded_tokenizer().save_pretrained(tmp_path)

@@ -1,12 +1,12 @@
 """Find a strategy class from a command-line spec and type its ``name=value`` parameters.
 
     cls = load_strategy("ThresholdStrategy")                  # a shipped strategy
-    cls = load_strategy("strategies.probability:ProbabilityStrategy")  # package.module:Class
+    cls = load_strategy("llmsignal.strategies.probability:ProbabilityStrategy")  # package.module:Class
     cls = load_strategy("~/mine/contrarian.py:Contrarian")     # a file anywhere
     params = strategy_params(cls, parse_param_pairs(["threshold_bps=1.5"]))
     run_backtest(frame, cls, params)
 
-Every failure is a ``strategies.StrategyError`` with a one-line message.
+Every failure is a ``llmsignal.strategies.StrategyError`` with a one-line message.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import strategies
-from strategies import LLMSignalStrategy, StrategyError
+import llmsignal.strategies as strategies
+from llmsignal.strategies import LLMSignalStrategy, StrategyError
 
+OLD_NAMES = ("strategies", "models", "finetune", "backtests")  # top-level import names before llmsignal 0.2
 FORMS = "a shipped name, package.module:Class or path/to/file.py:Class"
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
@@ -67,7 +68,7 @@ def strategy_params(cls: type[LLMSignalStrategy], pairs: Mapping[str, Any]) -> d
     strings, after the default; a param whose default is ``None`` keeps the
     string; values that are not strings pass as they are.
 
-    >>> from strategies import ThresholdStrategy
+    >>> from llmsignal.strategies import ThresholdStrategy
     >>> strategy_params(ThresholdStrategy, {"threshold_bps": "1.5", "atr_period": "20"})
     {'threshold_bps': 1.5, 'atr_period': 20}
     """
@@ -125,8 +126,20 @@ def _load_file(where: str) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as error:
         del sys.modules[name]
+        if isinstance(error, ImportError) and (old := _old_import_name(error)):
+            raise StrategyError(f"strategy file {where} imports {old!r}, which llmsignal no longer installs; "
+                                f"write `from llmsignal.{old} import ...`") from error
         raise StrategyError(f"strategy file {where} failed to load: {type(error).__name__}: {error}") from error
     return module
+
+
+def _old_import_name(error: ImportError) -> str | None:
+    """``strategies``, ``models``, ... when the failed import is one of llmsignal's former top-level names."""
+    top = (error.name or "").partition(".")[0]
+    if top in OLD_NAMES:
+        return top
+    # `from strategies import X` against somebody else's `strategies` package: "cannot import name X from strategies"
+    return next((old for old in OLD_NAMES if f"from '{old}'" in str(error) or f"from '{old}." in str(error)), None)
 
 
 def _strategy_in(module: ModuleType, name: str, spec: str) -> type[LLMSignalStrategy]:
@@ -138,5 +151,5 @@ def _strategy_in(module: ModuleType, name: str, spec: str) -> type[LLMSignalStra
     if obj is LLMSignalStrategy:
         raise StrategyError(f"{spec}: LLMSignalStrategy is the base class; name a subclass that implements decide")
     if not _is_strategy(obj):
-        raise StrategyError(f"{spec}: {name} is not a subclass of strategies.LLMSignalStrategy")
+        raise StrategyError(f"{spec}: {name} is not a subclass of llmsignal.strategies.LLMSignalStrategy")
     return obj

@@ -1,112 +1,58 @@
-"""Load OHLC(V) bars and split them in time order.
+"""Check a frame of bars and split it in time order.
 
-    >>> bars = load_bars()                       # EURUSD H1 shipped with the `backtesting` package
-    >>> bars = load_bars("EURUSD_H1.csv")        # any CSV of bars, or a MetaTrader 5 "Export Bars" file
+    >>> index = pd.date_range("2024-01-01", periods=300, freq="h")
+    >>> frame = pd.DataFrame({"open": 1.0, "high": 1.1, "low": 0.9, "close": 1.0}, index=index)
+    >>> bars = check_bars(frame, source="my.csv")   # sorted, unique, finite positive prices, enough bars
     >>> split = split_bars(bars, test=0.2)
+    >>> len(split.train), len(split.val), len(split.test)
+    (210, 30, 60)
 
-Columns come out as ``open, high, low, close, volume`` on a sorted, unique
-``DatetimeIndex``. Every problem is a ``DataError`` whose message names the file.
+Every problem is a ``DataError`` whose message names the source of the bars.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import dataclass
-from importlib.resources import files
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 PRICE_COLUMNS = ["open", "high", "low", "close"]
-DEFAULT_DATA = "EURUSD"
 MIN_BARS = 200
 
 
 class DataError(ValueError):
-    """Bars that cannot be used, with the file and the problem in the message."""
+    """Bars that cannot be used, with their source and the problem in the message."""
 
 
-def default_data_path(name: str = DEFAULT_DATA) -> Path:
-    """A data set shipped by the `backtesting` package: EURUSD (hourly), GOOG (daily) or BTCUSD (monthly)."""
-    return Path(str(files("backtesting.test") / f"{name}.csv"))
-
-
-def load_bars(path: str | Path | None = None) -> pd.DataFrame:
-    """Read and check bars; ``None`` means the bundled EURUSD H1 data."""
-    path = default_data_path() if path is None else Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"{path}: cannot read ({err.strerror})") from None
-    # MetaTrader 5 writes its exports in UTF-16 with a byte-order mark
-    encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
-    text = raw.decode(encoding, errors="replace")
-    frame = _parse_mt5(text) if text.lstrip().startswith("<") else _parse_csv(text, path)
-    return _check(frame, path)
-
-
-def _parse_mt5(text: str) -> pd.DataFrame:
-    """MetaTrader 5 'Export Bars': tab-separated <DATE> <TIME> <OPEN> ... <SPREAD>, dates like 2024.01.02."""
-    frame = pd.read_csv(io.StringIO(text), sep="\t")
-    frame.columns = [c.strip("<>").lower() for c in frame.columns]
-    stamp = frame["date"].astype(str) + (" " + frame["time"].astype(str) if "time" in frame else "")
-    frame.index = pd.to_datetime(stamp, format="mixed", errors="coerce")
-    if "volume" not in frame and "tickvol" in frame:
-        frame["volume"] = frame["tickvol"]
-    elif "tickvol" in frame and (frame["volume"] == 0).all():
-        frame["volume"] = frame["tickvol"]  # FX exports carry ticks in TICKVOL and zeros in VOL
-    return frame
-
-
-def _parse_csv(text: str, path: Path) -> pd.DataFrame:
-    try:
-        sep = csv.Sniffer().sniff(text[:4096], delimiters=",;\t").delimiter
-    except csv.Error:
-        sep = ","
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-        raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
-    time_columns = [c for c in frame.columns if c in ("date", "time", "datetime", "timestamp", "unnamed: 0", "")]
-    if not time_columns:
-        raise DataError(f"{path}: no Date/Time column (found columns: {', '.join(frame.columns)})")
-    if {"date", "time"} <= set(time_columns):
-        stamp = frame["date"].astype(str) + " " + frame["time"].astype(str)
-    else:
-        stamp = frame[time_columns[0]].astype(str)
-    frame.index = pd.to_datetime(stamp, format="mixed", errors="coerce")
-    return frame
-
-
-def _check(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def check_bars(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """``open, high, low, close, volume`` of ``frame``, or a ``DataError`` naming ``source`` and the problem."""
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})")
+        raise DataError(f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})")
     if frame.index.isna().any():
         row = int(np.flatnonzero(frame.index.isna())[0]) + 2
-        raise DataError(f"{path}: unreadable timestamp on line {row}")
+        raise DataError(f"{source}: unreadable timestamp on line {row}")
     bars = frame[PRICE_COLUMNS].apply(pd.to_numeric, errors="coerce")
     bars["volume"] = pd.to_numeric(frame["volume"], errors="coerce") if "volume" in frame else 0.0
     bars.index.name = "timestamp"
     if bars[PRICE_COLUMNS].isna().any().any():
         stamp = bars.index[bars[PRICE_COLUMNS].isna().any(axis=1)][0]
-        raise DataError(f"{path}: missing or non-numeric price (NaN) at {stamp}")
+        raise DataError(f"{source}: missing or non-numeric price (NaN) at {stamp}")
+    if np.isinf(bars[PRICE_COLUMNS]).any().any():
+        stamp = bars.index[np.isinf(bars[PRICE_COLUMNS]).any(axis=1)][0]
+        raise DataError(f"{source}: infinite price at {stamp}")
     if (bars[PRICE_COLUMNS] <= 0).any().any():
         stamp = bars.index[(bars[PRICE_COLUMNS] <= 0).any(axis=1)][0]
-        raise DataError(f"{path}: non-positive price at {stamp}")
+        raise DataError(f"{source}: non-positive price at {stamp}")
     if bars.index.duplicated().any():
-        raise DataError(f"{path}: duplicate timestamp {bars.index[bars.index.duplicated()][0]}")
+        raise DataError(f"{source}: duplicate timestamp {bars.index[bars.index.duplicated()][0]}")
     if not bars.index.is_monotonic_increasing:
         position = int(np.flatnonzero(np.diff(bars.index.asi8) < 0)[0]) + 1
-        raise DataError(f"{path}: timestamps are not sorted (bar {bars.index[position]} comes after "
+        raise DataError(f"{source}: timestamps are not sorted (bar {bars.index[position]} comes after "
                         f"{bars.index[position - 1]}); sort the file by time")
     if len(bars) < MIN_BARS:
-        raise DataError(f"{path}: only {len(bars)} bars; at least {MIN_BARS} are needed")
+        raise DataError(f"{source}: only {len(bars)} bars; at least {MIN_BARS} are needed")
     bars["volume"] = bars["volume"].fillna(0.0)
     return bars
 

@@ -8,7 +8,7 @@
     llmsignal serve --entry NAME[@VERSION] [--host 127.0.0.1] [--port 8000] [--api-key KEY]
                     [--threshold-bps 0.5] [--precision bfloat16]
 
-``backtests.cli`` mounts these with ``cli_serve.add_parsers(sub)`` and
+``llmsignal.cli`` mounts these with ``cli_serve.add_parsers(sub)`` and
 ``COMMANDS.update(cli_serve.COMMANDS)``; a ``RegistryError`` reaches its one-line error handler.
 """
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from functools import partial
 from pathlib import Path
 
-from models.predictor import PRECISIONS
+from llmsignal.models.predictor import PRECISIONS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -58,7 +58,7 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from llmsignal.models.registry import Registry
 
     rows = Registry(args.registry).list_rows(verify=not args.no_verify)
     if not rows:
@@ -69,14 +69,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from llmsignal.models.registry import Registry
 
     print(json.dumps(Registry(args.registry).get(args.ref).metadata, indent=2))
     return 0
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from llmsignal.models.registry import Registry
 
     removed = Registry(args.registry).remove(args.ref)
     print(f"removed {', '.join(removed)} (version numbers are never reused)")
@@ -84,7 +84,7 @@ def _rm(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from llmsignal.models.registry import Registry
 
     entry = Registry(args.registry).export(args.ref, args.path)
     print(f"exported {entry.ref} to {args.path}; on the other machine: llmsignal registry import {args.path.name}")
@@ -92,7 +92,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from llmsignal.models.registry import Registry
 
     entry = Registry(args.registry).import_(args.path, name=args.name)
     print(f"imported {args.path} as {entry.ref} ({entry.path})")
@@ -101,23 +101,21 @@ def _import(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """Check the address first (cheap), then load and verify the entry, then serve until Ctrl-C."""
-    from models.predictor import Predictor
-    from models.registry import Registry
-    from models.server import ServeError, check_bind, create_app, serve
+    from llmsignal.models.predictor import Predictor
+    from llmsignal.models.registry import Registry
+    from llmsignal.models.server import check_bind, create_app, serve
+    from llmsignal.strategies.threshold import threshold_exposure
 
-    try:
-        check_bind(args.host, args.api_key)
-        entry = Registry(args.registry).get(args.entry)
-        # verifies every file's hash: a corrupted entry stops here
-        predictor = Predictor.from_entry(entry, precision=args.precision)
-        app = create_app(entry, predictor, api_key=args.api_key, threshold_bps=args.threshold_bps,
-                         registry=Registry(args.registry))
-        print(f"llmsignal: {entry.ref} loaded; POST /predict needs at least "
-              f"{entry.metadata['codec']['context'] + 1} bars", flush=True)
-        serve(app, args.host, args.port, api_key=args.api_key)
-    except ServeError as err:  # not one of backtests.cli's USER_ERRORS, so reported here the same way
-        print(f"llmsignal: error: {err}", file=sys.stderr)
-        return 2
+    check_bind(args.host, args.api_key)
+    entry = Registry(args.registry).get(args.entry)
+    # verifies every file's hash: a corrupted entry stops here
+    predictor = Predictor.from_entry(entry, precision=args.precision)
+    app = create_app(entry, predictor, partial(threshold_exposure, threshold_bps=args.threshold_bps),
+                     f"ThresholdStrategy(threshold_bps={args.threshold_bps})", api_key=args.api_key,
+                     registry=Registry(args.registry))
+    print(f"llmsignal: {entry.ref} loaded; POST /predict needs at least "
+          f"{entry.metadata['codec']['context'] + 1} bars", flush=True)
+    serve(app, args.host, args.port, api_key=args.api_key)
     return 0
 
 

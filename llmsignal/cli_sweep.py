@@ -10,7 +10,7 @@ best hyper-parameters, deflated Sharpe of the best trial). Started again, it ski
 ok. Exit status: 0 when every trial ran, 1 when some failed (the tables are written all the same), 2 for a
 config that cannot run. Without ``ray`` installed the trials run one after another in this process.
 
-``backtests.cli`` mounts this with ``cli_sweep.add_parsers(sub)`` and ``COMMANDS.update(cli_sweep.COMMANDS)``.
+``llmsignal.cli`` mounts this with ``cli_sweep.add_parsers(sub)`` and ``COMMANDS.update(cli_sweep.COMMANDS)``.
 """
 
 from __future__ import annotations
@@ -42,14 +42,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from backtests import sweep
+    from llmsignal import sweep
 
-    try:
-        trials = sweep.expand(sweep.load_grid(args.config))
-        results = sweep.run_sweep(trials, args.out, args.registry, address=args.address, workers=args.workers)
-    except sweep.SweepError as err:
-        print(f"llmsignal: error: {err}", file=sys.stderr)
-        return 2
+    trials = sweep.expand(sweep.load_grid(args.config))
+    results = sweep.run_sweep(trials, args.out, args.registry, address=args.address, workers=args.workers)
     table, summary = sweep.write_outputs(args.out, results)
     best = summary["best"]
     if len(best):

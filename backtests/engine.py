@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import backtrader as bt
 import pandas as pd
 
-from backtests.costs import Costs, swap_cash
-from strategies import LLMSignalStrategy, SignalFeed
+from llmsignal.backtests.costs import Costs, swap_cash
+from llmsignal.strategies import LLMSignalStrategy, SignalFeed
 
 
 @dataclass

@@ -11,18 +11,18 @@ or from Python::
 
 The CONFIG file (YAML or JSON)::
 
-    methods: [lora, adapter]              # finetune.methods names
+    methods: [lora, adapter]              # llmsignal.finetune.methods names
     seeds: [0, 1]                         # default [0]
     params:                               # per method; each value a list (or one value): their product is tried
       lora: {r: [4, 8]}
     data: [EURUSD, bars/gbpusd.csv]       # EURUSD = the bundled H1 series; paths are relative to CONFIG's folder
     strategies:                           # shipped names, package.module:Class or path/file.py:Class
       - ThresholdStrategy
-      - {spec: ProbabilityStrategy, params: {min_probability: 0.6}, name: prob60}
+      - {spec: ProbabilityStrategy, params: {dead_zone: 0.1}, name: prob60}
     base: embedded                        # embedded, gpt2 or a model folder
     budget: {steps: 6, batch_size: 4, quick: true}
 
-A trial is one method, seed, hyper-parameter setting and data set, run by ``backtests.run.run`` into
+A trial is one method, seed, hyper-parameter setting and data set, run by ``llmsignal.run.run`` into
 ``OUT/trials/<id>/`` (its comparison outputs, ``log.txt`` and ``result.json``); every strategy is backtested in
 that run, so a trial gives one row per strategy. Entries go to the shared registry, where the request key makes
 an identical request reuse its entry. ``result.json`` is written atomically when the trial ends: a sweep started
@@ -50,13 +50,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-# Ray workers import this module without going through the CLI, which sets these for the driver.
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+import numpy as np
+import pandas as pd
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from llmsignal.backtests.report import render, template
 
 DEFAULT_DATA = "EURUSD"
 KEYS = ("methods", "seeds", "params", "data", "strategies", "base", "budget")
@@ -96,9 +93,9 @@ class Trial:
         return f"{self.method}-{data_label(self.data)}-seed{self.seed}-{digest}"
 
     def run_config(self, out: Path, registry: Path):
-        """The ``backtests.run.RunConfig`` of this trial (strategies loaded here, in the process that runs it)."""
-        from backtests.run import RunConfig
-        from backtests.strategy_loader import load_strategy
+        """The ``llmsignal.run.RunConfig`` of this trial (strategies loaded here, in the process that runs it)."""
+        from llmsignal.run import RunConfig
+        from llmsignal.strategies.loader import load_strategy
 
         strategies = [(s["label"], load_strategy(s["spec"]), dict(s["params"])) for s in self.strategies]
         return RunConfig(data=None if self.data == DEFAULT_DATA else self.data, methods=[self.method],
@@ -152,7 +149,7 @@ def grid_from_dict(raw: Any, root: Path = Path(".")) -> Grid:
     Method names and strategies are checked here, before any training; hyper-parameters are not: a bad one
     fails only the trials that use it, which the results table then shows.
     """
-    from finetune.methods import make_method
+    from llmsignal.finetune.methods import make_method
 
     if not isinstance(raw, dict):
         raise SweepError(f"a sweep config is a mapping with keys {', '.join(KEYS)}")
@@ -217,14 +214,14 @@ def _data_path(value: Any, root: Path) -> str:
         return DEFAULT_DATA
     path = (root / value).resolve()  # absolute: a Ray worker's working folder is not the driver's
     if not path.is_file():
-        from backtests.data import DataError
+        from llmsignal.finetune.bars import DataError
 
         raise DataError(f"{value}: no such file (data paths are relative to the sweep config's folder {root})")
     return str(path)
 
 
 def _strategy_list(raw: Any, root: Path) -> list[dict[str, Any]]:
-    from backtests.strategy_loader import load_strategy, strategy_params
+    from llmsignal.strategies.loader import load_strategy, strategy_params
 
     chosen = []
     for item in _as_list(raw, "strategies"):
@@ -318,7 +315,7 @@ def run_trial(trial: Trial, out: Path, registry: Path) -> dict[str, Any]:
 
 def trial_rows(trial: Trial, folder: Path, registry: Path) -> list[dict[str, Any]]:
     """The trial's run: one row of metrics per strategy (the baselines' rows stay in its comparison.csv)."""
-    from backtests.run import run
+    from llmsignal.run import run
 
     config = trial.run_config(folder, registry)
     table = run(config)
@@ -333,7 +330,7 @@ def _return_stats(folder: Path, method: str, labels: list[str]) -> dict[str, dic
 
     The run names a column by the method alone when there is one strategy, else ``method-strategy``.
     """
-    from backtests.metrics import daily_returns
+    from llmsignal.backtests.metrics import daily_returns
 
     equity = pd.read_csv(folder / "equity.csv", index_col=0, parse_dates=[0])
     keys = {label: method if len(labels) == 1 else f"{method}-{label}" for label in labels}
@@ -564,7 +561,7 @@ def trial_count(table: pd.DataFrame) -> int:
 
 def deflated_sharpe(row: pd.Series | dict, n_trials: int, sharpe_variance: float | None = None) -> float:
     """The deflated Sharpe ratio of one row's backtest, given ``n_trials`` tried; NaN without a Sharpe."""
-    from backtests.significance import deflated_sharpe_ratio
+    from llmsignal.backtests.significance import deflated_sharpe_ratio
 
     values = [row[c] for c in RETURN_STATS]
     if any(pd.isna(v) for v in values) or n_trials < 1:
@@ -611,31 +608,18 @@ def _ok(table: pd.DataFrame) -> pd.DataFrame:
 
 # --- outputs ------------------------------------------------------------------------------------------------------
 
-_STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right;font-size:.9em}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}.failed{color:#a00}p.note{color:#555;max-width:60em}"""
-
-
 def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, na_rep="–", float_format=lambda v: f"{v:.4g}", border=0, escape=True)
 
 
 def sweep_html(table: pd.DataFrame, summary: dict[str, Any], title: str = "llmsignal sweep") -> str:
     """A self-contained page (no scripts, no external files) of the sweep's summary and its full table."""
-    parts = [f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style>",
-             f"<h1>{html.escape(title)}</h1>",
-             f"<p>{summary['trials']} trials: {summary['ok']} ok, "
-             f"<span class='failed'>{summary['failed']} failed</span>; {summary['backtests']} backtests "
-             "(trial x strategy) count as configurations tried for the deflated Sharpe ratio.</p>",
-             "<h2>Best per method</h2>",
-             "<p class='note'>Hyper-parameters with the lowest mean MASE over seeds; the backtest with the highest "
-             "Sharpe and its deflated Sharpe ratio: the probability that its true Sharpe beats the best of that many "
-             "unskilled trials (above 0.95 is evidence of skill).</p>", _html_table(summary["best"]),
-             "<h2>Mean and std over seeds</h2>", _html_table(summary["seeds"])]
-    if len(summary["failures"]):
-        parts += ["<h2 class='failed'>Failed trials</h2>", _html_table(summary["failures"])]
-    parts += ["<h2>Every trial</h2>", _html_table(table)]
-    return "\n".join(parts) + "\n"
+    failures = (f"<h2 class='failed'>Failed trials</h2>{_html_table(summary['failures'])}"
+                if len(summary["failures"]) else "")
+    return render("sweep.html", title=html.escape(title), style=template("sweep.css"), trials=summary["trials"],
+                  ok=summary["ok"], failed=summary["failed"], backtests=summary["backtests"],
+                  best=_html_table(summary["best"]), seeds=_html_table(summary["seeds"]), failures=failures,
+                  table=_html_table(table))
 
 
 def write_outputs(out: Path, results: list[dict[str, Any]]) -> tuple[pd.DataFrame, dict[str, Any]]:

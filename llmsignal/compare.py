@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from backtests.data import DataError
-from backtests.evaluation import pretraining_question
-from backtests.report import BENCHMARK, write_report
+from llmsignal.backtests.evaluation import pretraining_question
+from llmsignal.backtests.report import BENCHMARK, write_report
+from llmsignal.finetune.bars import DataError
 
 RUN_FILES = ("comparison.csv", "equity.csv", "predictions.csv", "settings.json")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from backtests.data import Split
+from llmsignal.finetune.bars import Split
 
 AR_ORDER = 5
 

@@ -1,8 +1,8 @@
 """The run: bars → tuned entries → forecasts → backtests → tearsheets and one comparison.
 
-    python -m backtests.run --methods full,lora,adapter --quick
+    >>> table = run(RunConfig(methods=["full", "lora", "adapter"], quick=True))   # doctest: +SKIP
 
-is the same command as ``llmsignal run``. Outputs in ``--out``: ``comparison.csv``,
+is what ``llmsignal run --methods full,lora,adapter --quick`` does. Outputs in ``--out``: ``comparison.csv``,
 ``comparison.html``, ``predictions.csv``, ``tearsheets/<method>.html`` and
 ``timings.json``.
 """
@@ -18,18 +18,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from backtests.baselines import BASELINES
-from backtests.costs import Costs
-from backtests.data import Split, load_bars, split_bars, walk_forward_splits
-from backtests.evaluation import evaluate, pretraining_question, significance
-from backtests.report import BENCHMARK, COLUMNS, write_report
-from backtests.training import train_entry
-from finetune.base import Base, load_base, seen_by_base
-from finetune.methods import Method, make_method
-from finetune.train import TrainConfig
-from models.predictor import cached_predictions, check_forecasts_per_pass
-from models.registry import Entry, Registry
-from strategies import EnsembleStrategy, ThresholdStrategy
+from llmsignal.backtests.costs import Costs
+from llmsignal.backtests.evaluation import evaluate, pretraining_question, significance
+from llmsignal.backtests.report import BENCHMARK, COLUMNS, write_report
+from llmsignal.data import load_bars
+from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
+from llmsignal.finetune.base import Base, load_base, seen_by_base
+from llmsignal.finetune.methods import Method, make_method
+from llmsignal.finetune.train import TrainConfig
+from llmsignal.models.baselines import BASELINES
+from llmsignal.models.entries import train_entry
+from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
+from llmsignal.models.registry import Entry, Registry
+from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
 
 DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
 QUICK_FORECASTS_PER_PASS = 16  # --quick is a smoke test: shared windows make its predict stage ~10x shorter
@@ -223,13 +224,3 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
     forecasts = {f.name: f.forecasts for f in forecasters}
     write_report(out, table, equities, benchmark, forecasts, settings, warnings,
                  pretraining_question(table, forecasts), folds)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from backtests.cli import main as cli_main
-
-    return cli_main(["run", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

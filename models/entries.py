@@ -1,4 +1,4 @@
-"""Train one method on one split and store it in the registry.
+"""Write registry entries (train one method on one split) and read them back as models.
 
 An entry is identified by what produced it (data, split, base, method and its
 hyper-parameters, budget, seed): the same request finds the entry already in the
@@ -16,16 +16,32 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
-from backtests.data import DataError, Split
-from finetune.base import Base
-from finetune.codec import PriceCodec, TokenTable
-from finetune.methods import Method, get_model, trainable_state
-from finetune.train import TrainConfig, train
-from models.predictor import WEIGHTS, frame_fingerprint
-from models.registry import Entry, Registry
+from llmsignal.finetune.bars import DataError, Split
+from llmsignal.finetune.base import Base, load_base
+from llmsignal.finetune.codec import PriceCodec, TokenTable
+from llmsignal.finetune.methods import (
+    Method,
+    get_model,
+    load_trainable_state,
+    make_method,
+    merge_for_serving,
+    trainable_state,
+)
+from llmsignal.finetune.train import TrainConfig, train
+from llmsignal.models.registry import Entry, Registry, RegistryError
+
+WEIGHTS = "weights.safetensors"
+
+
+def frame_fingerprint(bars: pd.DataFrame) -> str:
+    digest = hashlib.sha256(bars.index.asi8.tobytes() if hasattr(bars.index, "asi8") else b"")
+    digest.update(np.ascontiguousarray(bars["close"].to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def request_key(split: Split, base: Base, method: Method, config: TrainConfig, context: int) -> str:
@@ -83,3 +99,20 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
     checkpoint_path.unlink(missing_ok=True)
     return entry, True
 
+
+
+def load_entry_model(entry: Entry, merge: bool = False) -> tuple[torch.nn.Module, object, PriceCodec]:
+    """An entry's model rebuilt on its base, with its tokenizer and codec; ``merge`` folds LoRA/IA3 in."""
+    entry.verify()
+    meta = entry.metadata
+    base = load_base(meta["base"])
+    if base.fingerprint != meta["base_fingerprint"]:
+        raise RegistryError(f"entry {entry.ref} was tuned on a different {meta['base']!r} base "
+                            f"(fingerprint {meta['base_fingerprint']}, found {base.fingerprint})")
+    method = make_method(meta["method"], **meta["method_params"])
+    model = get_model(base.model, method, seed=meta["train_config"]["seed"])
+    if method.trainable:
+        load_trainable_state(model, load_file(entry.file(WEIGHTS)))
+    if merge:
+        merge_for_serving(model, method)
+    return model, base.tokenizer, PriceCodec(**meta["codec"])

@@ -14,23 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from llmsignal import cli_serve, cli_sweep
+from llmsignal.finetune.bars import DataError
+from llmsignal.finetune.base import BaseModelError
+from llmsignal.finetune.methods import MethodError
+from llmsignal.models.predictor import PRECISIONS, PredictionError
+from llmsignal.models.registry import RegistryError
+from llmsignal.models.server import ServeError
+from llmsignal.strategies import StrategyError
+from llmsignal.sweep import SweepError
 
-from backtests import cli_serve, cli_sweep  # noqa: E402
-from backtests.data import DataError  # noqa: E402
-from finetune.base import BaseModelError  # noqa: E402
-from finetune.methods import MethodError  # noqa: E402
-from models.predictor import PRECISIONS, PredictionError  # noqa: E402
-from models.registry import RegistryError  # noqa: E402
-from strategies import StrategyError  # noqa: E402
-
-USER_ERRORS = (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError)
+# the one place where a user's mistake becomes one line on stderr and exit status 2
+USER_ERRORS = (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError, ServeError,
+               SweepError)
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
@@ -45,7 +44,7 @@ def _key_values(pairs: list[str]) -> dict[str, str]:
 
 def _method_params(pairs: list[str]) -> dict[str, dict]:
     """``--param lora.r=4`` (one method) or ``--param r=4`` (every method that takes r)."""
-    from finetune.methods import METHODS
+    from llmsignal.finetune.methods import METHODS
 
     per_method: dict[str, dict] = {}
     for key, value in _key_values(pairs).items():
@@ -92,7 +91,7 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> None:
 
 def _strategies(args: argparse.Namespace) -> list[tuple[str, type, dict]]:
     """(label, class, params) for each --strategy; a parameter goes to every strategy named in its prefix."""
-    from backtests.strategy_loader import load_strategy, parse_param_pairs, strategy_params
+    from llmsignal.strategies.loader import load_strategy, parse_param_pairs, strategy_params
 
     chosen = []
     pairs = parse_param_pairs(args.strategy_param)
@@ -167,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from backtests.run import RunConfig, run
-    from finetune.methods import METHODS
+    from llmsignal.finetune.methods import METHODS
+    from llmsignal.run import RunConfig, run
 
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     params = _method_params(args.param)
@@ -185,12 +184,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from backtests.data import load_bars, split_bars
-    from backtests.run import RunConfig
-    from backtests.training import train_entry
-    from finetune.base import load_base
-    from finetune.methods import make_method
-    from models.registry import Registry
+    from llmsignal.data import load_bars
+    from llmsignal.finetune.bars import split_bars
+    from llmsignal.finetune.base import load_base
+    from llmsignal.finetune.methods import make_method
+    from llmsignal.models.entries import train_entry
+    from llmsignal.models.registry import Registry
+    from llmsignal.run import RunConfig
 
     method = make_method(args.method, **_method_params(args.param).get(args.method, {}))
     config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps)
@@ -204,8 +204,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    from finetune.base import EMBEDDED_DIR
-    from finetune.pretrain import PretrainConfig, pretrain
+    from llmsignal.finetune.base import EMBEDDED_DIR
+    from llmsignal.finetune.pretrain import PretrainConfig, pretrain
 
     info = pretrain(args.out or EMBEDDED_DIR, PretrainConfig(steps=args.steps))
     print(f"embedded base: {info['parameters']:,} parameters, held-out loss {info['heldout_loss']:.3f}, "
@@ -216,9 +216,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from backtests.data import load_bars
-    from models.predictor import Predictor
-    from models.registry import Registry
+    from llmsignal.data import load_bars
+    from llmsignal.models.predictor import Predictor
+    from llmsignal.models.registry import Registry
 
     entry = Registry(args.registry).get(args.entry)
     bars = load_bars(args.data)
@@ -239,12 +239,12 @@ def _predict(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from backtests.backtest import run_backtest
-    from backtests.costs import Costs
-    from backtests.data import load_bars
-    from backtests.metrics import forecast_error, trading_performance
-    from backtests.report import tearsheet
-    from strategies import signal_frame
+    from llmsignal.backtests.costs import Costs
+    from llmsignal.backtests.engine import run_backtest
+    from llmsignal.backtests.metrics import forecast_error, trading_performance
+    from llmsignal.backtests.report import tearsheet
+    from llmsignal.data import load_bars
+    from llmsignal.strategies import signal_frame
 
     if not args.predictions.exists():
         raise DataError(f"{args.predictions}: no such file")
@@ -270,8 +270,8 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _methods(args: argparse.Namespace) -> int:
-    from finetune.base import load_base
-    from finetune.methods import METHODS, UNSUPPORTED, count_trainable, get_model
+    from llmsignal.finetune.base import load_base
+    from llmsignal.finetune.methods import METHODS, UNSUPPORTED, count_trainable, get_model
 
     base = load_base(args.base)
     total = sum(p.numel() for p in base.model.parameters())
@@ -287,7 +287,7 @@ def _methods(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from backtests.compare import compare
+    from llmsignal.compare import compare
 
     table = compare(args.runs, args.out)
     print(f"{len(table)} rows from {len(args.runs)} run(s): {args.out / 'comparison.html'}")
@@ -295,7 +295,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _base_info(args: argparse.Namespace) -> int:
-    from finetune.base import load_base
+    from llmsignal.finetune.base import load_base
 
     base = load_base(args.base)
     info = base.info
