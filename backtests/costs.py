@@ -7,12 +7,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, time, timedelta, timezone
 
 import backtrader as bt
 
 WEDNESDAY = 2
+NON_NEGATIVE = ("spread_pips", "commission_per_lot", "slippage_pips", "min_lot")
+POSITIVE = ("pip", "lot_size", "max_leverage", "cash", "lot_step")
+
+
+class CostError(ValueError):
+    """A cost setting that is unknown or out of range."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,28 @@ class Costs:
     swap_long_pips: float = -0.6
     swap_short_pips: float = 0.1
     rollover_hour_utc: int = 22
+
+    def with_settings(self, settings: dict[str, str]) -> Costs:
+        """These costs with ``settings`` (name to text, as ``--cost spread_pips=1.2`` gives them) changed.
+
+        >>> Costs().with_settings({"spread_pips": "1.2"}).spread_pips
+        1.2
+        """
+        known = {f.name: f for f in fields(self)}
+        changed = {}
+        for name, text in settings.items():
+            if name not in known:
+                raise CostError(f"unknown cost {name!r}; costs: {', '.join(known)}")
+            kind = int if name == "rollover_hour_utc" else float
+            try:
+                value = kind(text)
+            except ValueError:
+                raise CostError(f"cost {name}={text!r} is not a{'n integer' if kind is int else ' number'}") from None
+            if not math.isfinite(value) or (name in POSITIVE and value <= 0) or (name in NON_NEGATIVE and value < 0) \
+                    or (name == "rollover_hour_utc" and not 0 <= value <= 23):
+                raise CostError(f"cost {name}={text!r} is out of range")
+            changed[name] = value
+        return replace(self, **changed)
 
     def describe(self) -> dict[str, str]:
         """The cost settings in plain words, one entry per line of a report."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import backtrader as bt
+import numpy as np
 import pandas as pd
 
 from llmsignal.backtests.costs import Costs, swap_cash
-from llmsignal.strategies import LLMSignalStrategy, SignalFeed
+from llmsignal.strategies import LLMSignalStrategy, SignalFeed, signal_frame
 
 
 @dataclass
@@ -77,3 +78,21 @@ def run_backtest(frame: pd.DataFrame, strategy: type[bt.Strategy], params: dict 
     trades = result.analyzers.trades.get_analysis()
     return BacktestResult(equity, int(trades.get("total", {}).get("total", 0)),
                           float(result.analyzers.commission.get_analysis()), swap_cash(cerebro.broker))
+
+
+CHECK_BARS = 40  # enough for a 14-bar ATR exit to come into play
+
+
+def check_strategy(bars: pd.DataFrame, strategy: type[bt.Strategy], params: dict | None = None,
+                   costs: Costs | None = None) -> None:
+    """Trade ``strategy`` on the first bars of ``bars`` with made-up forecasts that swing both ways.
+
+    A ``decide`` that raises, returns no number or leaves [-1, 1] fails here as one ``StrategyError``
+    line, before any training, rather than after the registry has been written.
+    """
+    sample = bars.iloc[:CHECK_BARS]
+    swing = np.where(np.arange(len(sample)) % 2, 1.001, 0.999)
+    made_up = pd.DataFrame({"forecast": sample["close"].to_numpy() * swing, "p_up": np.where(swing > 1, 0.8, 0.2)},
+                           index=sample.index)
+    frame = signal_frame(sample, made_up)
+    run_backtest(frame, strategy, params, costs, extra_feeds={"check": frame})

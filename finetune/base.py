@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GPT2Config, PreTrainedTokenizerFast
+from transformers.utils import cached_file
+from transformers.utils import logging as hf_logging
 
 from llmsignal.finetune.corpus import FINGERPRINT_WINDOW, window_fingerprints
 
@@ -28,6 +30,8 @@ SYMBOLS = [str(d) for d in range(10)] + [",", "+", "-", "."]
 # GPT-2's "gelu_new" is the tanh GELU built from five elementwise ops; torch's fused kernel computes the same
 # function (to 3e-7) about 3.5x faster, which is a third of a small model's forward and backward time
 FUSED_GELU = "gelu_pytorch_tanh"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer.model")
+SUPPORTED_MODEL_TYPES = ("gpt2",)  # the methods target GPT-2's modules (c_attn, mlp, ln_1, ...)
 
 
 class BaseModelError(ValueError):
@@ -64,39 +68,80 @@ def embedded_config(vocab_size: int, **overrides) -> GPT2Config:
     return GPT2Config(**settings)
 
 
-def _resolve(spec: str) -> tuple[str, bool]:
-    """The folder or hub id to load, and whether it may only come from the local cache."""
+def _resolve(spec: str) -> str:
+    """The folder, or hub id of a model already in the local cache, to load."""
     if spec == EMBEDDED:
         if not (EMBEDDED_DIR / "config.json").exists():
             raise BaseModelError(
                 f"the embedded base is missing from {EMBEDDED_DIR}; build it with `llmsignal pretrain`"
             )
-        return str(EMBEDDED_DIR), True
+        return str(EMBEDDED_DIR)
     path = Path(spec).expanduser()
     if path.exists():
         if not (path / "config.json").exists():
             raise BaseModelError(f"base folder {path} has no config.json: save it with save_pretrained")
-        return str(path), True
+        return str(path)
     if "/" in spec or spec.startswith((".", "~")):
         raise BaseModelError(f"base folder {spec} does not exist")
-    return spec, True
+    return spec
+
+
+def _local_file(source: str, name: str) -> Path | None:
+    """``name`` of a folder, or of a hub id's copy in the local cache (never downloaded)."""
+    if Path(source).is_dir():
+        return Path(source) / name if (Path(source) / name).exists() else None
+    try:
+        found = cached_file(source, name, local_files_only=True, _raise_exceptions_for_missing_entries=False)
+    except OSError:
+        return None
+    return Path(found) if found else None
+
+
+def check_model_files(source: str) -> None:
+    """Refuse a model whose config or tokenizer config asks for code of its own, or that is not a supported LM.
+
+    Loading never runs code from a model folder (no ``trust_remote_code``), and only safetensors weights load;
+    this check says so in one line, naming the file, before anything is read.
+    """
+    for name in ("config.json", "tokenizer_config.json"):
+        path = _local_file(source, name)
+        if path is None:
+            continue
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BaseModelError(f"{path}: not valid JSON ({_first_line(err)})") from None
+        if not isinstance(config, dict):
+            raise BaseModelError(f"{path}: not a JSON object")
+        if "auto_map" in config:
+            raise BaseModelError(f"{path}: asks for custom code (auto_map); llmsignal never runs code from a model "
+                                 "folder")
+        if name == "config.json" and config.get("model_type") not in SUPPORTED_MODEL_TYPES:
+            raise BaseModelError(f"{path}: model_type {config.get('model_type')!r} is not supported; llmsignal "
+                                 f"tunes {', '.join(SUPPORTED_MODEL_TYPES)} causal language models")
 
 
 def load_base(spec: str = EMBEDDED) -> Base:
-    """Load a causal LM and its tokenizer; never reaches the network."""
-    source, local_only = _resolve(spec)
+    """Load a causal LM and its tokenizer from safetensors, never running code of its own; never reaches the network."""
+    source = _resolve(spec)
+    check_model_files(source)
+    hf_logging.disable_progress_bar()  # one bar per weight file: noise beside the stages' own bars
+    if not any(_local_file(source, name) for name in TOKENIZER_FILES):  # transformers 5 would make an empty one
+        raise BaseModelError(f"base {spec!r} has no usable tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                             "save it with tokenizer.save_pretrained beside the model")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError, TypeError, KeyError) as err:
         raise BaseModelError(f"base {spec!r} has no usable tokenizer ({_first_line(err)})") from None
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=local_only)
+        config = AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=False)
         if getattr(config, "activation_function", None) == "gelu_new":
             config.activation_function = FUSED_GELU
-        model = AutoModelForCausalLM.from_pretrained(source, config=config, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(source, config=config, local_files_only=True,
+                                                     trust_remote_code=False, use_safetensors=True)
     except (OSError, ValueError, TypeError, KeyError) as err:
-        raise BaseModelError(f"base {spec!r} is not a causal language model available offline "
-                             f"({_first_line(err)})") from None
+        raise BaseModelError(f"base {spec!r} is not a causal language model with safetensors weights available "
+                             f"offline ({_first_line(err)})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     info_path = Path(source) / BASE_INFO_FILE

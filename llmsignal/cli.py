@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from llmsignal import cli_serve, cli_sweep
+from llmsignal.backtests.costs import CostError, Costs
+from llmsignal.cli_args import positive_int
 from llmsignal.finetune.bars import DataError
 from llmsignal.finetune.base import BaseModelError
 from llmsignal.finetune.methods import MethodError
@@ -29,7 +31,7 @@ from llmsignal.sweep import SweepError
 
 # the one place where a user's mistake becomes one line on stderr and exit status 2
 USER_ERRORS = (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError, ServeError,
-               SweepError)
+               SweepError, CostError)
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
@@ -62,7 +64,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default="embedded", help="embedded (default), gpt2, or a model folder")
     parser.add_argument("--registry", type=Path, default=Path("registry"), help="registry folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, help="training steps per method (default 200; 6 with --quick)")
+    parser.add_argument("--steps", type=positive_int, help="training steps per method (default 200; 6 with --quick)")
     parser.add_argument("--test", type=float, default=0.2, help="fraction of bars in the test split")
     parser.add_argument("--val", type=float, default=0.1, help="fraction of bars in the validation split")
     parser.add_argument("--quick", action="store_true", help="the whole pipeline on tiny budgets")
@@ -87,6 +89,22 @@ def _strategy_flags(parser: argparse.ArgumentParser) -> None:
                              "package.module:Class or path/to/file.py:Class; repeat for a method x strategy grid")
     parser.add_argument("--strategy-param", action="append", default=[], metavar="[STRATEGY.]NAME=VALUE",
                         help="a strategy parameter, e.g. threshold_bps=1 or ThresholdStrategy.threshold_bps=1")
+
+
+def _cost_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cost", action="append", default=[], metavar="NAME=VALUE",
+                        help="an account or cost setting, e.g. spread_pips=1.2 or swap_long_pips=-0.9 (repeatable; "
+                             "see docs/strategies.md for every name)")
+
+
+def _costs(args: argparse.Namespace) -> Costs:
+    pairs = {}
+    for pair in args.cost:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise CostError(f"--cost {pair!r} is not of the form name=value")
+        pairs[name.strip()] = value.strip()
+    return Costs().with_settings(pairs)
 
 
 def _strategies(args: argparse.Namespace) -> list[tuple[str, type, dict]]:
@@ -119,12 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rolling", action="store_true", help="walk-forward with a rolling (not expanding) train window")
     _prediction_flags(run)
     _strategy_flags(run)
+    _cost_flag(run)
     train = sub.add_parser("train", help="tune one method and store the entry in the registry")
     _common(train)
     train.add_argument("--method", required=True)
     train.add_argument("--name", help="entry name (default: <data>-<method>)")
     pre = sub.add_parser("pretrain", help="pretrain the embedded base on the offline corpus")
-    pre.add_argument("--steps", type=int, default=1200)
+    pre.add_argument("--steps", type=positive_int, default=1200)
     pre.add_argument("--out", type=Path, help="output folder (default: the package's embedded base)")
     predict = sub.add_parser("predict", help="forecasts of a registry entry for the bars of a CSV")
     predict.add_argument("--entry", required=True, help="NAME or NAME@VERSION")
@@ -137,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--predictions", type=Path, required=True)
     backtest.add_argument("--data")
     backtest.add_argument("--out", type=Path, required=True)
+    backtest.add_argument("--method", help="the method whose rows to trade, in a predictions file of several "
+                                           "(as `llmsignal run` writes)")
     _strategy_flags(backtest)
+    _cost_flag(backtest)
     methods = sub.add_parser("methods", help="list the tuning methods")
     methods.add_argument("--base", default="embedded")
     compare = sub.add_parser("compare", help="one comparison page from runs already on disk")
@@ -151,8 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # adapters warns "none are activated" while a model is being built, before train_adapter activates it
-    logging.getLogger("adapters").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args) or 0
@@ -170,13 +190,15 @@ def _run(args: argparse.Namespace) -> int:
     from llmsignal.run import RunConfig, run
 
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise MethodError(f"--methods {args.methods!r} names no method; give some of {', '.join(METHODS)}, or all")
     params = _method_params(args.param)
     config = RunConfig(data=args.data, methods=methods, base=args.base, registry=args.registry, out=args.out,
                        quick=args.quick, seed=args.seed, steps=args.steps, test=args.test, val=args.val,
                        method_params={m: p for m, p in params.items() if m in methods},
                        strategies=_strategies(args), force=args.force, resume=args.resume,
                        walk_forward=args.walk_forward, rolling=args.rolling,
-                       forecasts_per_pass=args.forecasts_per_pass, precision=args.precision)
+                       forecasts_per_pass=args.forecasts_per_pass, precision=args.precision, costs=_costs(args))
     table = run(config)
     print(table.drop(columns="entry").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print(f"\nreport: {args.out / 'comparison.html'}")
@@ -184,20 +206,22 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from llmsignal.data import load_bars
+    from llmsignal.data import DEFAULT_SOURCE, load_bars
     from llmsignal.finetune.bars import split_bars
     from llmsignal.finetune.base import load_base
     from llmsignal.finetune.methods import make_method
-    from llmsignal.models.entries import train_entry
-    from llmsignal.models.registry import Registry
+    from llmsignal.models.entries import entry_registry, train_entry
+    from llmsignal.models.registry import check_name
     from llmsignal.run import RunConfig
 
     method = make_method(args.method, **_method_params(args.param).get(args.method, {}))
+    name = args.name if args.name is not None else f"{Path(args.data).stem.lower() if args.data else 'eurusd'}-" \
+                                                   f"{method.name}"
+    check_name(name)  # before any data is read or anything trained
     config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps)
-    source = args.data or "backtesting.test/EURUSD.csv (EURUSD H1)"
+    source = args.data or DEFAULT_SOURCE
     split = split_bars(load_bars(args.data), args.test, args.val, config.context, source=source)
-    name = args.name or f"{Path(args.data).stem.lower() if args.data else 'eurusd'}-{method.name}"
-    entry, trained = train_entry(split, load_base(args.base), method, Registry(args.registry), name,
+    entry, trained = train_entry(split, load_base(args.base), method, entry_registry(args.registry), name,
                                  config.train_config(), source, config.context, args.force, args.resume)
     print(f"{entry.ref} {'trained' if trained else 'already in the registry'}: {entry.path}")
     return 0
@@ -217,10 +241,10 @@ def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from llmsignal.data import load_bars
+    from llmsignal.models.entries import entry_registry
     from llmsignal.models.predictor import Predictor
-    from llmsignal.models.registry import Registry
 
-    entry = Registry(args.registry).get(args.entry)
+    entry = entry_registry(args.registry).get(args.entry)
     bars = load_bars(args.data)
     start = pd.Timestamp(args.start or entry.metadata["split"]["test"][0])
     position = int(bars.index.searchsorted(start))
@@ -237,41 +261,60 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from llmsignal.backtests.costs import Costs
     from llmsignal.backtests.engine import run_backtest
     from llmsignal.backtests.metrics import forecast_error, trading_performance
     from llmsignal.backtests.report import tearsheet
     from llmsignal.data import load_bars
     from llmsignal.strategies import signal_frame
 
-    if not args.predictions.exists():
-        raise DataError(f"{args.predictions}: no such file")
-    forecasts = pd.read_csv(args.predictions, index_col=0, parse_dates=[0])
-    missing = {"close", "forecast", "p_up"} - set(forecasts.columns)
-    if missing:
-        raise DataError(f"{args.predictions}: missing column(s) {', '.join(sorted(missing))}")
+    forecasts = _read_predictions(args.predictions, args.method)
+    costs = _costs(args)
     bars = load_bars(args.data)
     [(_, strategy, params)] = _strategies(args)[:1]
     frame = signal_frame(bars, forecasts)
     if len(frame) < 2:
         raise DataError(f"{args.predictions}: fewer than 2 timestamps in common with the bars of "
                         f"{args.data or 'EURUSD'}; pass the --data the forecasts were made for")
-    result = run_backtest(frame, strategy, params, Costs())
-    metrics = {**forecast_error(forecasts), **trading_performance(result.equity), "trades": result.trades}
+    result = run_backtest(frame, strategy, params, costs)
+    metrics = {**forecast_error(forecasts), **trading_performance(result.equity), "trades": result.trades,
+               "method": args.method, "costs": asdict(costs)}
     close = bars["close"].loc[result.equity.index]
     args.out.mkdir(parents=True, exist_ok=True)
-    tearsheet(result.equity, Costs().cash * close / close.iloc[0], args.predictions.stem, args.out / "tearsheet.html")
+    tearsheet(result.equity, costs.cash * close / close.iloc[0], args.predictions.stem, args.out / "tearsheet.html")
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     result.equity.to_csv(args.out / "equity.csv")
     print(json.dumps(metrics, indent=2))
     return 0
 
 
+def _read_predictions(path: Path, method: str | None):
+    """The forecasts of one method from a predictions CSV; a file of several methods needs ``method``."""
+    import pandas as pd
+
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    try:
+        forecasts = pd.read_csv(path, index_col=0, parse_dates=[0])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    missing = {"close", "forecast", "p_up"} - set(forecasts.columns)
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    methods = sorted(forecasts["method"].astype(str).unique()) if "method" in forecasts else []
+    if method is not None:
+        if method not in methods:
+            raise DataError(f"{path}: no rows of method {method!r} (methods: {', '.join(methods) or 'none named'})")
+        forecasts = forecasts[forecasts["method"].astype(str) == method]
+    elif len(methods) > 1:
+        raise DataError(f"{path}: holds {len(methods)} methods ({', '.join(methods)}); pick one with --method")
+    if not forecasts.index.is_monotonic_increasing or forecasts.index.has_duplicates:
+        raise DataError(f"{path}: timestamps are unsorted or repeated; one row per bar, in time order")
+    return forecasts
+
+
 def _methods(args: argparse.Namespace) -> int:
     from llmsignal.finetune.base import load_base
-    from llmsignal.finetune.methods import METHODS, UNSUPPORTED, count_trainable, get_model
+    from llmsignal.finetune.methods import METHODS, count_trainable, get_model
 
     base = load_base(args.base)
     total = sum(p.numel() for p in base.model.parameters())
@@ -281,8 +324,6 @@ def _methods(args: argparse.Namespace) -> int:
         trainable = count_trainable(get_model(base.model, method)) if method.trainable else 0
         params = ", ".join(f"{k}={v}" for k, v in {**method.params, "lr": method.lr}.items())
         print(f"{name:<10} {trainable:>12,} {trainable / total:>7.2%}  {method.description} ({params})")
-    for name, why in UNSUPPORTED.items():
-        print(f"{name:<10} {'-':>12} {'-':>7}  not available: {why}")
     return 0
 
 

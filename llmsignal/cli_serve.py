@@ -58,9 +58,9 @@ def _registry(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from llmsignal.models.registry import Registry
+    from llmsignal.models.entries import entry_registry
 
-    rows = Registry(args.registry).list_rows(verify=not args.no_verify)
+    rows = entry_registry(args.registry).list_rows(verify=not args.no_verify)
     if not rows:
         print(f"no entries in registry {args.registry}")
         return 0
@@ -69,50 +69,50 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from llmsignal.models.registry import Registry
+    from llmsignal.models.entries import entry_registry
 
-    print(json.dumps(Registry(args.registry).get(args.ref).metadata, indent=2))
+    print(json.dumps(entry_registry(args.registry).get(args.ref).metadata, indent=2))
     return 0
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from llmsignal.models.registry import Registry
+    from llmsignal.models.entries import entry_registry
 
-    removed = Registry(args.registry).remove(args.ref)
+    removed = entry_registry(args.registry).remove(args.ref)
     print(f"removed {', '.join(removed)} (version numbers are never reused)")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from llmsignal.models.registry import Registry
+    from llmsignal.models.entries import entry_registry
 
-    entry = Registry(args.registry).export(args.ref, args.path)
+    entry = entry_registry(args.registry).export(args.ref, args.path)
     print(f"exported {entry.ref} to {args.path}; on the other machine: llmsignal registry import {args.path.name}")
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    from llmsignal.models.registry import Registry
+    from llmsignal.models.entries import entry_registry
 
-    entry = Registry(args.registry).import_(args.path, name=args.name)
+    entry = entry_registry(args.registry).import_(args.path, name=args.name)
     print(f"imported {args.path} as {entry.ref} ({entry.path})")
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
     """Check the address first (cheap), then load and verify the entry, then serve until Ctrl-C."""
+    from llmsignal.models.entries import entry_registry
     from llmsignal.models.predictor import Predictor
-    from llmsignal.models.registry import Registry
     from llmsignal.models.server import check_bind, create_app, serve
     from llmsignal.strategies.threshold import threshold_exposure
 
     check_bind(args.host, args.api_key)
-    entry = Registry(args.registry).get(args.entry)
+    entry = entry_registry(args.registry).get(args.entry)
     # verifies every file's hash: a corrupted entry stops here
     predictor = Predictor.from_entry(entry, precision=args.precision)
     app = create_app(entry, predictor, partial(threshold_exposure, threshold_bps=args.threshold_bps),
                      f"ThresholdStrategy(threshold_bps={args.threshold_bps})", api_key=args.api_key,
-                     registry=Registry(args.registry))
+                     registry=entry_registry(args.registry))
     print(f"llmsignal: {entry.ref} loaded; POST /predict needs at least "
           f"{entry.metadata['codec']['context'] + 1} bars", flush=True)
     serve(app, args.host, args.port, api_key=args.api_key)

@@ -19,12 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from llmsignal.cli_args import positive_int
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +28,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("config", type=Path, metavar="CONFIG", help="YAML or JSON grid (see examples/sweep.yaml)")
     sweep.add_argument("--address", help="a Ray cluster to run on: auto, or ray://host:port (default: a local Ray)")
-    sweep.add_argument("--workers", type=_positive,
+    sweep.add_argument("--workers", type=positive_int,
                        help="CPUs of the local Ray, one trial each (default: every CPU); ignored with --address")
     sweep.add_argument("--out", type=Path, default=Path("runs/sweep"),
                        help="sweep folder: trials/, sweep.csv, sweep.html (on shared storage for a cluster)")

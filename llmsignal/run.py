@@ -19,17 +19,18 @@ from pathlib import Path
 import pandas as pd
 
 from llmsignal.backtests.costs import Costs
+from llmsignal.backtests.engine import check_strategy
 from llmsignal.backtests.evaluation import evaluate, pretraining_question, significance
 from llmsignal.backtests.report import BENCHMARK, COLUMNS, write_report
-from llmsignal.data import load_bars
+from llmsignal.data import DEFAULT_SOURCE, load_bars
 from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
 from llmsignal.finetune.base import Base, load_base, seen_by_base
 from llmsignal.finetune.methods import Method, make_method
 from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.baselines import BASELINES
-from llmsignal.models.entries import train_entry
+from llmsignal.models.entries import entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
-from llmsignal.models.registry import Entry, Registry
+from llmsignal.models.registry import Entry
 from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
 
 DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
@@ -99,11 +100,13 @@ def run(config: RunConfig) -> pd.DataFrame:
     timings = Timings()
     with timings.stage("data"):
         bars = load_bars(config.data)
-        source = config.data or "backtesting.test/EURUSD.csv (EURUSD H1)"
+        source = config.data or DEFAULT_SOURCE
         splits = (walk_forward_splits(bars, config.walk_forward, config.test, config.val, config.context,
                                       config.rolling, source) if config.walk_forward
                   else [split_bars(bars, config.test, config.val, config.context, source=source)])
         test = pd.concat([s.test for s in splits])
+        for _, strategy, params in config.strategies:  # a broken strategy fails now, not after training
+            check_strategy(test, strategy, params, config.costs)
         base = load_base(config.base)
         seen = seen_by_base(base, test["close"])
     for warning in seen:
@@ -136,7 +139,7 @@ def run(config: RunConfig) -> pd.DataFrame:
 def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, source: str,
            timings: Timings) -> Forecaster:
     """Tune ``method`` on each split (one, or one per walk-forward fold) and forecast its test bars."""
-    registry = Registry(config.registry)
+    registry = entry_registry(config.registry)
     stem = Path(config.data).stem.lower() if config.data else "eurusd"
     forecasts, costs = [], []
     for split in splits:
@@ -175,7 +178,7 @@ def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunCon
 
 def _merged_latency(entry: Entry, split: Split, cache: Path, config: RunConfig) -> float:
     """Prediction time per bar with LoRA/IA3 folded into the base (NaN for methods that cannot merge)."""
-    if entry.metadata["method"] not in ("lora", "ia3"):
+    if not make_method(entry.metadata["method"]).mergeable:
         return float("nan")
     return cached_predictions(entry, split.bars, split.test_start, cache, merge=True,
                               **config.prediction_options())[1]

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import pickle
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import peft
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -26,6 +29,7 @@ from llmsignal.finetune.base import Base, load_base
 from llmsignal.finetune.codec import PriceCodec, TokenTable
 from llmsignal.finetune.methods import (
     Method,
+    MethodError,
     get_model,
     load_trainable_state,
     make_method,
@@ -33,9 +37,10 @@ from llmsignal.finetune.methods import (
     trainable_state,
 )
 from llmsignal.finetune.train import TrainConfig, train
-from llmsignal.models.registry import Entry, Registry, RegistryError
+from llmsignal.models.registry import Entry, Registry, RegistryError, check_name
 
-WEIGHTS = "weights.safetensors"
+WEIGHTS = "weights.safetensors"  # the trained tensors of methods that are not a peft or whole-model folder
+ENTRY_FORMAT = 2  # 1: llmsignal 0.1, the adapters library's layout
 
 
 def frame_fingerprint(bars: pd.DataFrame) -> str:
@@ -52,16 +57,63 @@ def request_key(split: Split, base: Base, method: Method, config: TrainConfig, c
 
 
 def find_entry(registry: Registry, name: str, key: str) -> Entry | None:
+    """The version of ``name`` made by this request; damaged versions are skipped (and never reused)."""
     for version in reversed(registry.versions(name)):
-        entry = registry.get(f"{name}@{version}")
+        try:
+            entry = registry.get(f"{name}@{version}")
+        except RegistryError:
+            continue
         if entry.metadata.get("request_key") == key:
             return entry
     return None
 
 
+MAX_CONTEXT = (1024 - 10) // 3  # GPT-2's 1,024 positions hold a prompt of 3 tokens a value plus 10 candidates
+
+
+def check_entry_metadata(meta: dict) -> None:
+    """Raise ``RegistryError`` unless ``meta`` describes an entry this version can serve.
+
+    The registry trusts its own files (their hashes are checked on load) but not an imported or hand-edited
+    metadata.json: method, hyper-parameters, codec and files must make sense before anything is loaded.
+    """
+    if meta.get("format") != ENTRY_FORMAT:
+        raise RegistryError(f"saved by llmsignal 0.1 (the adapters library's layout), which this version cannot "
+                            f"load; retrain it: llmsignal train --method {meta.get('method')} --force")
+    missing = [key for key in ("method", "codec", "files", "base", "train_config") if key not in meta]
+    if missing:
+        raise RegistryError(f"metadata cannot be served: no {', '.join(missing)}")
+    try:
+        method = make_method(str(meta.get("method")), **_dict(meta, "method_params"))
+        codec = PriceCodec(**_dict(meta, "codec"))
+    except (MethodError, TypeError, ValueError) as err:
+        raise RegistryError(f"metadata cannot be served: {err}") from None
+    if not (isinstance(codec.step, int | float) and math.isfinite(codec.step) and codec.step > 0):
+        raise RegistryError(f"metadata cannot be served: codec step {codec.step!r} is not a positive number")
+    if not (isinstance(codec.context, int) and 1 <= codec.context <= MAX_CONTEXT):
+        raise RegistryError(f"metadata cannot be served: codec context {codec.context!r} is not 1 to {MAX_CONTEXT}")
+    if method.trainable and not _dict(meta, "files"):
+        raise RegistryError(f"metadata cannot be served: a {method.name} entry with no files")
+    if not isinstance(meta.get("base"), str) or not isinstance(_dict(meta, "train_config").get("seed"), int):
+        raise RegistryError("metadata cannot be served: no base or training seed")
+
+
+def _dict(meta: dict, key: str) -> dict:
+    value = meta.get(key, {})
+    if not isinstance(value, dict):
+        raise RegistryError(f"metadata cannot be served: {key} is not an object")
+    return value
+
+
+def entry_registry(root: str | Path) -> Registry:
+    """The registry at ``root``, refusing imports of entries that cannot be served and listing them as invalid."""
+    return Registry(root, check=check_entry_metadata)
+
+
 def train_entry(split: Split, base: Base, method: Method, registry: Registry, name: str, config: TrainConfig,
                 data_source: str, context: int = 48, force: bool = False, resume: bool = False) -> tuple[Entry, bool]:
     """The registry entry for this request, trained now unless it exists; True when trained."""
+    check_name(name)  # before any path is built from it
     key = request_key(split, base, method, config, context)
     if not force and (existing := find_entry(registry, name, key)):
         return existing, False
@@ -73,7 +125,7 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
     model = get_model(base.model, method, seed=config.seed)
     checkpoints = registry.root / ".checkpoints"
     checkpoint_path = checkpoints / f"{name}-{key}.pt"
-    state = torch.load(checkpoint_path, weights_only=False) if resume and checkpoint_path.exists() else None
+    state = _read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
 
     def save_checkpoint(step: int, snapshot: dict) -> None:
         checkpoints.mkdir(parents=True, exist_ok=True)
@@ -85,34 +137,67 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
                    [codec.to_bins(split.bars["close"].to_numpy()[split.val_start - 1:split.test_start])],
                    config, lr=method.lr, desc=f"train {method.name}", checkpoint=save_checkpoint, resume=state)
     with tempfile.TemporaryDirectory() as tmp:
-        weights = Path(tmp) / WEIGHTS
-        save_file({k: v.cpu() for k, v in trainable_state(model).items()}, weights)
-        saved_mb = weights.stat().st_size / 2**20
+        files = _write_model(model, method, base, Path(tmp))
         metadata = {
-            "method": method.name, "method_params": method.params, "lr": method.lr, "base": base.spec,
-            "base_fingerprint": base.fingerprint, "codec": codec.to_dict(),
+            "format": ENTRY_FORMAT, "method": method.name, "method_params": method.params, "lr": method.lr,
+            "base": base.spec, "base_fingerprint": base.fingerprint, "codec": codec.to_dict(),
             "data": data_source, "data_fingerprint": frame_fingerprint(split.bars), "split": split.dates(),
             "train_config": config.to_dict(), "request_key": key,
-            "cost": {**asdict(result), "saved_mb": saved_mb},
+            "cost": {**asdict(result), "saved_mb": sum(f.stat().st_size for f in files.values()) / 2**20},
         }
-        entry = registry.save(name, {WEIGHTS: weights}, metadata)
+        entry = registry.save(name, files, metadata)
     checkpoint_path.unlink(missing_ok=True)
     return entry, True
 
 
+def _read_checkpoint(path: Path) -> dict:
+    """A checkpoint holds tensors, numbers and strings only: it is read without unpickling any object."""
+    try:
+        return torch.load(path, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise RegistryError(f"{path}: not a checkpoint that llmsignal wrote ({str(err).splitlines()[0][:120]}); "
+                            "delete it to train from the start") from None
+
+
+def _write_model(model: torch.nn.Module, method: Method, base: Base, folder: Path) -> dict[str, Path]:
+    """The entry's files, in the layout plain tools read: a peft adapter folder, a whole Hugging Face model
+    folder (full, scratch), or the trained tensors alone (bottleneck adapters, bitfit, zero-shot)."""
+    if method.peft_config is not None:
+        model.save_pretrained(folder, safe_serialization=True)
+        (folder / "README.md").unlink(missing_ok=True)  # peft's blank model card for the Hub
+    elif method.saves_whole_model:
+        model.save_pretrained(folder, safe_serialization=True)
+        base.tokenizer.save_pretrained(folder)
+    else:
+        save_file({k: v.cpu() for k, v in trainable_state(model).items()}, folder / WEIGHTS)
+    return {f.name: f for f in sorted(folder.iterdir()) if f.is_file()}
+
 
 def load_entry_model(entry: Entry, merge: bool = False) -> tuple[torch.nn.Module, object, PriceCodec]:
-    """An entry's model rebuilt on its base, with its tokenizer and codec; ``merge`` folds LoRA/IA3 in."""
+    """An entry's model, with its tokenizer and codec; ``merge`` folds LoRA/IA3 into the base weights.
+
+    peft entries load with ``PeftModel.from_pretrained(base, entry.path)`` and whole models with
+    ``AutoModelForCausalLM.from_pretrained(entry.path)``: what this function does too.
+    """
     entry.verify()
     meta = entry.metadata
+    try:
+        check_entry_metadata(meta)
+    except RegistryError as err:
+        raise RegistryError(f"entry {entry.ref}: {err}") from None
+    method = make_method(meta["method"], **meta["method_params"])
+    codec = PriceCodec(**meta["codec"])
+    if method.saves_whole_model:
+        whole = load_base(str(entry.path))
+        return whole.model, whole.tokenizer, codec
     base = load_base(meta["base"])
     if base.fingerprint != meta["base_fingerprint"]:
         raise RegistryError(f"entry {entry.ref} was tuned on a different {meta['base']!r} base "
                             f"(fingerprint {meta['base_fingerprint']}, found {base.fingerprint})")
-    method = make_method(meta["method"], **meta["method_params"])
+    if method.peft_config is not None:
+        model = peft.PeftModel.from_pretrained(base.model, entry.path)
+        return merge_for_serving(model, method) if merge else model, base.tokenizer, codec
     model = get_model(base.model, method, seed=meta["train_config"]["seed"])
     if method.trainable:
         load_trainable_state(model, load_file(entry.file(WEIGHTS)))
-    if merge:
-        merge_for_serving(model, method)
-    return model, base.tokenizer, PriceCodec(**meta["codec"])
+    return model, base.tokenizer, codec

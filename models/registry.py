@@ -30,10 +30,11 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -43,6 +44,7 @@ METADATA = "metadata.json"
 INDEX = "index.sqlite"
 TOMBSTONE = ".removed-"
 # what training writes into every entry's "cost" and `registry list` shows
+NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
 KEY_COSTS = ("trainable_params", "train_seconds", "val_loss")
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -82,8 +84,11 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, check: Callable[[dict], None] | None = None) -> None:
+        """``check(metadata)`` raises ``RegistryError`` for an entry that cannot be served: imports refuse it and
+        ``list_rows`` reports it; without it the registry checks only names, files and hashes."""
         self.root = Path(root)
+        self.check = check
 
     def save(self, name: str, files: dict[str, Path], metadata: dict,
              expected: dict[str, str] | None = None) -> Entry:
@@ -91,7 +96,7 @@ class Registry:
 
         ``expected`` (file name -> sha256) refuses the write unless the copies hash to it.
         """
-        _check_name(name)
+        check_name(name)
         for target in files:
             _check_file_name(target)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -104,10 +109,10 @@ class Registry:
                 if hashes.get(target) != digest:
                     raise RegistryError(f"cannot save {name}: {target} does not match its expected hash")
             with self._lock():
-                version = max(self.versions(name) + self._removed_versions(name), default=0) + 1
+                version = max(self._taken_versions(name), default=0) + 1
                 full = {**metadata, "name": name, "version": version, "files": hashes,
                         "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-                (staging / METADATA).write_text(json.dumps(full, indent=2, default=str))
+                (staging / METADATA).write_text(json.dumps(_finite(full), indent=2, default=str, allow_nan=False))
                 (self.root / name).mkdir(exist_ok=True)
                 staging.rename(self.root / name / str(version))
                 self._sync_index_quietly()
@@ -123,6 +128,7 @@ class Registry:
         Corrupted versions (unreadable metadata, bad hashes) can be removed too.
         """
         name, at, version = ref.partition("@")
+        check_name(name)  # a name is a folder below the root: never '../x'
         if at and not version:  # "name@" is a slip, not a request to remove every version
             raise RegistryError(f"{ref!r}: give a version after '@', or the bare name to remove every version")
         with self._lock():
@@ -157,9 +163,11 @@ class Registry:
     def import_(self, path: str | Path, name: str | None = None) -> Entry:
         """Store an exported folder as a new version of its name (or ``name``), checking every file's hash."""
         path = Path(path)
+        for link in (p for p in path.iterdir() if p.is_symlink()) if path.is_dir() else ():
+            raise RegistryError(f"cannot import {path}: {link.name} is a symbolic link; an export holds plain files")
         try:
             metadata = json.loads((path / METADATA).read_text())
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             raise RegistryError(f"{path} is not an exported entry: it has no {METADATA}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RegistryError(f"{path / METADATA} is unreadable: {err}") from None
@@ -173,6 +181,11 @@ class Registry:
             if file_sha256(path / file_name) != digest:
                 raise RegistryError(f"cannot import {path}: {file_name} does not match its hash "
                                     "(corrupted in transit?)")
+        if self.check:
+            try:
+                self.check(metadata)
+            except RegistryError as err:
+                raise RegistryError(f"cannot import {path}: {err}") from None
         origin = {"ref": f"{metadata['name']}@{metadata.get('version')}", "created": metadata.get("created"),
                   "path": str(path.resolve())}
         kept = {k: v for k, v in metadata.items() if k not in ("name", "version", "files", "created")}
@@ -190,7 +203,9 @@ class Registry:
         with closing(self._synced_index()) as db:
             records = db.execute("SELECT name, version, method, base, data, created, metadata, error FROM entries "
                                  "ORDER BY name, version").fetchall()
-        return [self._row(*record, verify=verify) for record in records]
+        damaged = [(name, version, None, None, None, None, None, f"{METADATA} is missing (a damaged version, skipped; "
+                    "its number is never reused)") for name, version in self._damaged_versions()]
+        return [self._row(*record, verify=verify) for record in sorted(records + damaged, key=lambda r: r[:2])]
 
     def versions(self, name: str) -> list[int]:
         folder = self.root / name
@@ -201,19 +216,34 @@ class Registry:
     def get(self, ref: str) -> Entry:
         """The entry ``name@version``, or the latest version of ``name``."""
         name, _, version = ref.partition("@")
+        check_name(name)
         versions = self.versions(name)
         if not versions:
             known = ", ".join(self.names()) or "none"
             raise RegistryError(f"no entry named {name!r} in registry {self.root} (entries: {known})")
+        if version.isdigit() and (self.root / name / version).is_dir() and int(version) not in versions:
+            raise RegistryError(f"entry {name}@{version} is damaged: its folder has no {METADATA}")
         if version and (not version.isdigit() or int(version) not in versions):
             raise RegistryError(f"entry {name!r} has no version {version!r} in {self.root} (versions: {versions})")
-        chosen = int(version) if version else versions[-1]
-        path = self.root / name / str(chosen)
+        if version:
+            return self._read(name, int(version))
+        for chosen in reversed(versions):  # the latest version that reads; a damaged one is skipped
+            try:
+                return self._read(name, chosen)
+            except RegistryError as err:
+                damaged = err
+        raise damaged
+
+    def _read(self, name: str, version: int) -> Entry:
+        path = self.root / name / str(version)
         try:
             metadata = json.loads((path / METADATA).read_text())
-        except json.JSONDecodeError as err:
-            raise RegistryError(f"entry {name}@{chosen} has unreadable metadata ({path / METADATA}: {err})") from None
-        return Entry(name, chosen, path, metadata)
+            if not isinstance(metadata, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as err:
+            why = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RegistryError(f"entry {name}@{version} has unreadable metadata ({path / METADATA}: {why})") from None
+        return Entry(name, version, path, metadata)
 
     def names(self) -> list[str]:
         """Names with at least one version (read from the folders: one unreadable entry must not hide the rest)."""
@@ -249,6 +279,18 @@ class Registry:
         _write_atomic(self.root / name / f"{TOMBSTONE}{version}", json.dumps(tombstone))
         shutil.rmtree(trash, ignore_errors=True)
 
+    def _taken_versions(self, name: str) -> list[int]:
+        """Every number a version of ``name`` ever had: readable, damaged or removed."""
+        folder = self.root / name
+        present = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        return present + self._removed_versions(name)
+
+    def _damaged_versions(self) -> list[tuple[str, int]]:
+        """Version folders without metadata: an entry copied in by hand and cut short, say."""
+        return sorted((folder.name, int(v.name)) for folder in self.root.iterdir()
+                      if folder.is_dir() and not folder.name.startswith(".")
+                      for v in folder.iterdir() if v.name.isdigit() and v.is_dir() and not (v / METADATA).exists())
+
     def _removed_versions(self, name: str) -> list[int]:
         folder = self.root / name
         if not folder.is_dir():
@@ -266,6 +308,11 @@ class Registry:
                 Entry(name, version, self.root / name / str(version), meta).verify()
             except RegistryError as err:
                 status = f"corrupted: {err}"
+        if self.check and not error and not status.startswith("corrupted"):
+            try:
+                self.check(meta)
+            except RegistryError as err:
+                status = f"invalid: {err}"
         return {"name": name, "version": version, "method": method, "base": base, "data": data, "created": created,
                 **{key: _number(cost.get(key)) for key in KEY_COSTS}, "status": status}
 
@@ -349,15 +396,28 @@ class Registry:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _check_name(name: str) -> None:
-    if not name or "/" in name or "@" in name or name.startswith(".") or name == INDEX:
-        raise RegistryError(f"invalid entry name {name!r}: use letters, digits, '-' and '_'")
+def check_name(name: str) -> None:
+    """Entry names are folder names: 1 to 100 letters, digits, '.', '-' and '_', not starting with '.'."""
+    if not NAME.fullmatch(name) or name == INDEX:
+        raise RegistryError(f"invalid entry name {name[:40]!r}: use 1 to 100 letters, digits, '.', '-' and '_', "
+                            "not starting with '.'")
 
 
 def _check_file_name(name: str) -> None:
     """An entry's files sit directly in its folder: no paths (an imported metadata.json could try '../x')."""
     if not name or name != Path(name).name or name.startswith(".") or name == METADATA:
         raise RegistryError(f"invalid file name {name!r} for a registry entry")
+
+
+def _finite(value: object) -> object:
+    """``value`` with every NaN or infinity replaced by None: metadata is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _write_atomic(path: Path, text: str) -> None:

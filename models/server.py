@@ -25,11 +25,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import math
+import re
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -47,6 +49,7 @@ from llmsignal.models.registry import Entry, Registry
 MAX_BODY = 1 << 20  # 1 MB: ~50,000 bars, far more than any context needs
 _DRAIN_LIMIT = 16 * MAX_BODY  # an oversized body is read this far so the client sees the 413 rather than a reset
 API_KEY_HEADER = "X-API-Key"
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class ServeError(ValueError):
@@ -57,9 +60,13 @@ def _price(value: Any) -> float:
     """A price: a JSON number (not a string, not a boolean), finite and positive."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"must be a number, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or value <= 0:
+    try:
+        price = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise ValueError("must be a positive finite price, got a number too large for a float") from None
+    if not math.isfinite(price) or price <= 0:
         raise ValueError(f"must be a positive finite price, got {value}")
-    return float(value)
+    return price
 
 
 def _timestamp(value: Any) -> int | str:
@@ -67,6 +74,8 @@ def _timestamp(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError(f"must be Unix seconds (an integer) or an ISO-8601 string, got {type(value).__name__} "
                          f"{value!r}")
+    if isinstance(value, str) and not ISO_DATE.match(value):  # pandas would also read "now" and "today"
+        raise ValueError(f"is not a time: {value!r} (Unix seconds or ISO-8601, like 2024-01-02T13:00:00Z)")
     nanoseconds(value)
     return value
 
@@ -75,11 +84,11 @@ def nanoseconds(value: int | str) -> int:
     """A request timestamp as UTC nanoseconds, to compare integers and strings alike (naive strings are UTC)."""
     try:
         stamp = pd.Timestamp(value, unit="s") if isinstance(value, int) else pd.Timestamp(value)
-    except (ValueError, OverflowError, TypeError) as err:
-        raise ValueError(f"is not a time: {value!r} ({err})") from None
-    if stamp is pd.NaT:
-        raise ValueError(f"is not a time: {value!r}")
-    return stamp.value  # UTC nanoseconds for an aware time, and naive ones read as UTC
+        if stamp is pd.NaT:
+            raise ValueError("not a time")
+        return stamp.value  # UTC nanoseconds for an aware time, and naive ones read as UTC
+    except (ValueError, OverflowError, TypeError) as err:  # years outside 1677-2262 overflow nanoseconds
+        raise ValueError(f"is not a time: {str(value)[:40]!r} ({str(err).splitlines()[0][:80]})") from None
 
 
 Price = Annotated[float, PlainValidator(_price), WithJsonSchema({"type": "number", "exclusiveMinimum": 0})]
@@ -136,7 +145,10 @@ def create_app(entry: Entry, predictor: Predictor, decide: Callable[[float], flo
     @app.get("/entries", dependencies=[Depends(require_key)])
     def entries() -> dict:
         """The registry's entries (files are hashed only for the entry served, when it was loaded)."""
-        return {"serving": entry.ref, "entries": registry.list_rows(verify=False)}
+        rows = registry.list_rows(verify=False)
+        for row in rows:  # a path names this machine's folders: the file name is all a client needs
+            row.update({k: Path(row[k]).name for k in ("base", "data") if isinstance(row[k], str) and "/" in row[k]})
+        return {"serving": entry.ref, "entries": rows}
 
     @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(require_key)],
               responses={401: {"description": "missing or wrong X-API-Key"}, 413: {"description": "body over 1 MB"},
@@ -182,8 +194,15 @@ def _checked_closes(request: PredictRequest, context: int) -> np.ndarray:
     return np.asarray(request.close, dtype=float)
 
 
+def _check_api_key(api_key: str | None) -> None:
+    if api_key is not None and not (api_key.isascii() and api_key.isprintable() and api_key.strip() == api_key):
+        # HTTP headers travel as bytes that servers read as Latin-1: a non-ASCII key would never match as typed
+        raise ServeError("--api-key must be printable ASCII without surrounding spaces")
+
+
 def _key_check(api_key: str | None):
     """A dependency that demands ``X-API-Key: api_key`` (compared in constant time), or nothing if no key is set."""
+    _check_api_key(api_key)
     header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 
     def check(sent: str | None = Depends(header)) -> None:
@@ -275,6 +294,7 @@ def is_loopback(host: str) -> bool:
 
 def check_bind(host: str, api_key: str | None) -> None:
     """Refuse to listen beyond this machine without an API key: anyone could query the model and read signals."""
+    _check_api_key(api_key)
     if not is_loopback(host) and not api_key:
         raise ServeError(f"refusing to listen on {host}: it is reachable from other machines; give --api-key KEY "
                          "(clients send it in the X-API-Key header) or listen on 127.0.0.1")

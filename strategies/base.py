@@ -27,6 +27,7 @@ defines ``__init__`` calls ``super().__init__()``.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,9 +85,7 @@ class LLMSignalStrategy(bt.Strategy):
         return Signal(data.datetime.datetime(0), data.close[0], forecast, p_up, forecasts)
 
     def next(self) -> None:
-        exposure = float(self.decide(self.signal()))
-        if not (math.isfinite(exposure) and -1.0 <= exposure <= 1.0):
-            raise StrategyError(f"{type(self).__name__}.decide returned exposure {exposure}; it must be in [-1, 1]")
+        exposure = self._checked_exposure(self.signal())
         exit_kind = self._exit_hit()
         if exit_kind:
             self._exited_side = _side(self.getposition(self.datas[0]).size)
@@ -96,6 +95,21 @@ class LLMSignalStrategy(bt.Strategy):
         else:
             self._exited_side = 0
         self.order_target_exposure(exposure)
+
+    def _checked_exposure(self, signal: Signal) -> float:
+        """``decide(signal)``, or a ``StrategyError`` naming the strategy's class and file when it breaks."""
+        where = f"{type(self).__name__} ({inspect.getsourcefile(type(self)) or type(self).__module__})"
+        try:
+            exposure = self.decide(signal)
+        except StrategyError:
+            raise
+        except Exception as error:  # a user's decide() can fail in any way; the CLI wants one line, not a traceback
+            raise StrategyError(f"{where}: decide raised {type(error).__name__}: {error}") from error
+        if isinstance(exposure, bool) or not isinstance(exposure, int | float):
+            raise StrategyError(f"{where}: decide returned {exposure!r}; it must return a number in [-1, 1]")
+        if not (math.isfinite(exposure) and -1.0 <= exposure <= 1.0):
+            raise StrategyError(f"{where}: decide returned exposure {exposure}; it must be in [-1, 1]")
+        return float(exposure)
 
     def _exit_hit(self) -> str:
         """``"stop"`` or ``"take"`` when the open position crossed its ATR exit on this close, else ``""``."""

@@ -1,4 +1,5 @@
 import pytest
+import torch
 
 from llmsignal.finetune.base import load_base
 from llmsignal.finetune.methods import METHODS, MethodError, count_trainable, get_model, make_method
@@ -21,12 +22,23 @@ def test_parameter_efficient_methods_freeze_the_base(base, name):
     base_names = {n for n, _ in base.model.named_parameters()}
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable, f"{name} trains nothing"
-    if name in ("ln", "bitfit"):
+    if name == "bitfit":
         assert set(trainable) < base_names
-    else:  # adapter weights are new; every weight the base had stays frozen
-        assert not set(trainable) & base_names
+    else:  # the method's weights are new (ln tunes copies); every weight the base had stays frozen
+        assert not {_base_name(n) for n in trainable} & base_names
     if name != "prefix":  # prefix tuning trains a reparameterisation MLP larger than this tiny base
         assert count_trainable(model) < 0.5 * sum(p.numel() for p in base.model.parameters())
+
+
+def _base_name(name: str) -> str:
+    """A parameter's name in the base model, for one wrapped by peft."""
+    return name.removeprefix("base_model.model.").replace(".base_layer", "").replace(".original_module", "")
+
+
+def test_ln_tunes_every_layernorm_and_the_position_embeddings(base):
+    model = get_model(base.model, make_method("ln"))
+    expected = sum(p.numel() for n, p in base.model.named_parameters() if ".ln_" in n or "ln_f" in n or "wpe" in n)
+    assert count_trainable(model) == expected
 
 
 def test_adapter_sits_in_every_block(base):
@@ -35,10 +47,14 @@ def test_adapter_sits_in_every_block(base):
     assert blocks_with_adapter == {str(i) for i in range(base.model.config.n_layer)}
 
 
-def test_get_model_leaves_the_base_untouched(base):
-    get_model(base.model, make_method("lora"))
+@pytest.mark.parametrize("name", ["lora", "adapter", "prefix"])
+def test_get_model_leaves_the_base_untouched(base, name):
+    before = {n: p.clone() for n, p in base.model.state_dict().items()}
+    get_model(base.model, make_method(name))
     assert all(p.requires_grad for p in base.model.parameters())
-    assert not hasattr(base.model, "adapters_config")
+    after = base.model.state_dict()
+    assert before.keys() == after.keys() and all(torch.equal(before[n], after[n]) for n in before)
+    assert not base.model._forward_hooks and not any(b.mlp._forward_hooks for b in base.model.transformer.h)
 
 
 def test_hyper_parameters_change_the_method(base):
@@ -58,3 +74,38 @@ def test_parameter_that_does_not_fit_names_what_the_method_takes():
         make_method("ia3", r=4)
     with pytest.raises(MethodError, match="reduction_factor"):
         make_method("adapter", r=4)
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return load_base("embedded")
+
+
+@pytest.mark.parametrize(("name", "trainable"), [("lora", 24_576), ("adapter", 19_248), ("houlsby", 38_496),
+                                                  ("parallel", 74_688)])
+def test_sizes_on_the_embedded_base_match_the_adapters_library(embedded, name, trainable):
+    """The counts the adapters library gave (llmsignal 0.1): the same bottleneck and rank sizes."""
+    assert count_trainable(get_model(embedded.model, make_method(name))) == trainable
+
+
+@pytest.mark.parametrize("name", ["adapter", "houlsby", "parallel"])
+def test_a_new_bottleneck_adapter_is_the_identity_and_then_learns(base, name):
+    model = get_model(base.model, make_method(name))
+    ids = torch.randint(3, 17, (2, 30))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, base.model(input_ids=ids).logits, rtol=0, atol=0)
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    ups = [p.grad for n, p in model.named_parameters() if n.endswith("up.weight")]
+    assert ups and all(g is not None and g.abs().sum() > 0 for g in ups)
+
+
+def test_prompt_tuning_is_offered(base):
+    model = get_model(base.model, make_method("prompt", prompt_length=5))
+    assert count_trainable(model) == 5 * base.model.config.n_embd
+
+
+@pytest.mark.parametrize("value", ["-4", "0", "four"])
+def test_a_bad_hyper_parameter_is_one_clear_error(value):
+    with pytest.raises(MethodError, match=r"method 'lora': r="):
+        make_method("lora", r=value)

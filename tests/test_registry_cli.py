@@ -9,7 +9,7 @@ import pytest
 
 from llmsignal.cli import main
 from llmsignal.data import load_bars
-from llmsignal.models.entries import WEIGHTS
+from llmsignal.models.entries import ENTRY_FORMAT, WEIGHTS
 from llmsignal.models.predictor import Predictor
 from llmsignal.models.registry import INDEX, Registry, RegistryError
 from tests.conftest import TINY_CONTEXT as CONTEXT
@@ -19,7 +19,10 @@ from tests.conftest import tiny_entries
 def _save(registry, name="m", content=b"weights", **metadata):
     source = registry.root.parent / "source.bin"
     source.write_bytes(content)
-    return registry.save(name, {WEIGHTS: source}, {"method": "lora", "base": "embedded", "data": "bars.csv",
+    # metadata an entry of this version could be served from (bottleneck adapters keep weights.safetensors)
+    return registry.save(name, {WEIGHTS: source}, {"format": ENTRY_FORMAT, "method": "adapter", "method_params": {},
+                                                   "codec": {"step": 1e-4, "context": 16},
+                                                   "train_config": {"seed": 0}, "base": "embedded", "data": "bars.csv",
                                                    **metadata})
 
 
@@ -45,14 +48,14 @@ def test_list_shows_every_version_with_its_training_cost_and_status(registry, ca
     _save(registry, cost={"val_loss": 0.98765, "train_seconds": 1.5, "trainable_params": float("nan")})
     _save(registry, content=b"other")
     rows = registry.list_rows()
-    assert [(r["name"], r["version"], r["method"], r["status"]) for r in rows] == [("m", 1, "lora", "ok"),
-                                                                                  ("m", 2, "lora", "ok")]
+    assert [(r["name"], r["version"], r["method"], r["status"]) for r in rows] == [("m", 1, "adapter", "ok"),
+                                                                                  ("m", 2, "adapter", "ok")]
     assert (rows[0]["val_loss"], rows[0]["train_seconds"], rows[0]["trainable_params"]) == (0.98765, 1.5, None)
     assert rows[1]["val_loss"] is None and rows[0]["created"] and rows[0]["base"] == "embedded"
     code, out, _ = _cli(capsys, "registry", "list", "--registry", str(registry.root))
     header, first, second = out.splitlines()
     assert code == 0 and header.split()[:3] == ["name", "version", "method"] and header.split()[-1] == "status"
-    assert first.split()[:3] == ["m", "1", "lora"] and "0.9877" in first and first.endswith("ok")
+    assert first.split()[:3] == ["m", "1", "adapter"] and "0.9877" in first and first.endswith("ok")
     assert second.split()[:2] == ["m", "2"] and " - " in second
     assert _cli(capsys, "registry", "list", "--no-verify", "--registry", str(registry.root))[1].count("unverified") == 2
 
@@ -187,10 +190,10 @@ def test_a_corrupted_entry_is_listed_and_refused_by_predict_and_serve(trained, t
     Registry(entry.path.parent.parent).export(entry.ref, tmp_path / "out")
     registry = Registry(tmp_path / "reg")
     copy = registry.import_(tmp_path / "out")
-    weights = copy.file(WEIGHTS)
+    weights = copy.file("adapter_model.safetensors")
     weights.write_bytes(weights.read_bytes()[:-8] + b"\x00" * 8)
     code, out, _ = _cli(capsys, "registry", "list", "--registry", str(registry.root))
-    assert code == 0 and f"corrupted: entry {copy.ref} is corrupted: {WEIGHTS} does not match its hash" in out
+    assert code == 0 and f"corrupted: entry {copy.ref} is corrupted: {weights.name} does not match its hash" in out
     code, _, err = _cli(capsys, "predict", "--entry", copy.ref, "--registry", str(registry.root), "--data", str(data),
                         "--out", str(tmp_path / "f.csv"))
     assert code == 2 and "llmsignal: error:" in err and "is corrupted" in err

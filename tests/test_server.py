@@ -4,12 +4,15 @@ import json
 import math
 import threading
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from llmsignal.models.predictor import Predictor
 from llmsignal.models.server import (
@@ -118,6 +121,9 @@ BAD_REQUESTS = {
     "not JSON": (b'{"timestamps": [1,', "not valid JSON"),
     "a JSON array": (b"[1, 2, 3]", "Input should be a valid dictionary"),
     "MQL5 trailing NUL": (_body() + b"\x00", "trailing NUL"),
+    "a 400-digit close": (_body(close=[10**400] + [1.1] * 19), "close[0]: must be a positive finite price"),
+    "a timestamp of 'now'": (_body(timestamps=["now"] + [f"2024-01-01T{i:02d}:00" for i in range(1, 20)]),
+                             "timestamps[0]: is not a time: 'now'"),
 }
 
 
@@ -213,3 +219,36 @@ def test_a_port_in_use_is_a_clear_error():
             bind_socket("127.0.0.1", taken.getsockname()[1])
     finally:
         taken.close()
+
+
+def test_entries_show_no_paths_of_this_machine(served):
+    listing = httpx.get(f"{served.url}/entries").text
+    assert "/tmp" not in listing and str(Path.home()) not in listing
+    assert json.loads(listing)["entries"][0]["data"] == "bars.csv"
+
+
+@pytest.mark.parametrize("key", ["clé-secrète", " padded ", "tab\tkey"])
+def test_an_api_key_that_headers_cannot_carry_is_refused(served, key):
+    with pytest.raises(ServeError, match="printable ASCII"):
+        check_bind("127.0.0.1", key)
+    with pytest.raises(ServeError, match="printable ASCII"):
+        create_app(served.entry, Predictor.from_entry(served.entry), lambda r: 0.0, api_key=key)
+
+
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+                           lambda inner: st.lists(inner, max_size=30) | st.dictionaries(st.text(max_size=10), inner,
+                                                                                          max_size=5),
+                           max_leaves=60)
+FIELDS = {"timestamps": JSON_VALUES | st.lists(st.integers(), max_size=40),
+          "close": JSON_VALUES | st.lists(st.floats(), max_size=40),
+          "high": JSON_VALUES, "open": JSON_VALUES, "low": JSON_VALUES}
+BODIES = st.fixed_dictionaries({}, optional=FIELDS) | JSON_VALUES
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=BODIES)
+def test_no_generated_body_gets_a_server_error(served, body):
+    text = json.dumps(body)  # Python's json writes NaN and Infinity bare, as some clients do
+    response = httpx.post(f"{served.url}/predict", content=text.encode(), timeout=30,
+                          headers={"Content-Type": "application/json"})
+    assert response.status_code < 500, (text[:300], response.text[:300])

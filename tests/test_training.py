@@ -10,7 +10,7 @@ from llmsignal.finetune.base import BaseModelError, load_base
 from llmsignal.finetune.codec import PriceCodec
 from llmsignal.finetune.methods import make_method
 from llmsignal.finetune.train import TrainConfig
-from llmsignal.models.entries import WEIGHTS, train_entry
+from llmsignal.models.entries import train_entry
 from llmsignal.models.predictor import Predictor
 from llmsignal.models.registry import Registry
 from tests.conftest import synthetic_bars
@@ -47,7 +47,7 @@ def test_interrupted_training_resumes_to_the_same_weights(split, tiny_base, tmp_
     assert list((registry.root / ".checkpoints").iterdir())
     resumed, trained = train_entry(split, base, method, registry, "m", config, "x", CONTEXT, resume=True)
     assert trained
-    expected, got = load_file(reference.file(WEIGHTS)), load_file(resumed.file(WEIGHTS))
+    expected, got = load_file(reference.file("model.safetensors")), load_file(resumed.file("model.safetensors"))
     for name, tensor in expected.items():
         torch.testing.assert_close(got[name], tensor)
     assert not list((registry.root / ".checkpoints").iterdir())
@@ -74,7 +74,7 @@ def tiny_gpt2_bpe(tmp_path_factory):
 @pytest.mark.parametrize("method", ["lora", "adapter", "ia3"])
 def test_gpt2_with_bpe_tokenizer_goes_through_the_same_path(split, tiny_gpt2_bpe, tmp_path, method):
     base = load_base(tiny_gpt2_bpe)
-    assert type(base.tokenizer).__name__ == "GPT2TokenizerFast"
+    assert type(base.tokenizer).__name__ in ("GPT2Tokenizer", "GPT2TokenizerFast")  # transformers 5: one class
     entry, _ = train_entry(split, base, make_method(method), Registry(tmp_path), f"bpe-{method}",
                            TrainConfig(steps=2, batch_size=2, window=CONTEXT + 1), "x", CONTEXT)
     frame = Predictor.from_entry(entry).predict(split.bars, split.test_start, progress=False)
@@ -96,7 +96,7 @@ def test_a_base_that_is_not_a_causal_lm_is_refused(tmp_path, tiny_base):
 
     T5Config(vocab_size=20, d_model=8, num_layers=1, num_heads=1, d_kv=8, d_ff=8).save_pretrained(tmp_path)
     embedded_tokenizer().save_pretrained(tmp_path)
-    with pytest.raises(BaseModelError, match="not a causal language model"):
+    with pytest.raises(BaseModelError, match=r"config.json: model_type .t5. is not supported"):
         load_base(str(tmp_path))
 
 
