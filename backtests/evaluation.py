@@ -7,17 +7,18 @@ import pandas as pd
 
 from llmsignal.backtests.costs import Costs
 from llmsignal.backtests.engine import run_backtest
-from llmsignal.backtests.metrics import daily_returns, forecast_error, trading_performance
+from llmsignal.backtests.metrics import FX, Calendar, forecast_error, period_returns, trading_performance
 from llmsignal.backtests.significance import (
+    confidence_set,
     deflated_sharpe_from_returns,
     diebold_mariano,
     directional_accuracy_ci,
+    holm,
     sharpe_ci,
+    sharpe_pvalue,
     verdict,
 )
 from llmsignal.strategies import signal_frame
-
-DSR_LEVEL = 0.95
 
 
 def errors(predictions: pd.DataFrame) -> np.ndarray:
@@ -26,49 +27,69 @@ def errors(predictions: pd.DataFrame) -> np.ndarray:
 
 
 def evaluate(name: str, kind: str, predictions: pd.DataFrame, bars: pd.DataFrame, strategy: type,
-             params: dict, costs: Costs, others: dict[str, pd.DataFrame] | None = None) -> tuple[dict, pd.Series]:
+             params: dict, costs: Costs, others: dict[str, pd.DataFrame] | None = None, scale: float | None = None,
+             calendar: Calendar = FX) -> tuple[dict, pd.Series]:
     """Forecast error and the strategy's P&L for one method's forecasts; returns the row and the equity curve.
 
-    ``others`` are further forecasts of the same bars, fed as extra signal feeds (an ensemble votes with them).
+    ``others`` are further forecasts of the same bars, fed as extra signal feeds (an ensemble votes with them);
+    ``scale`` is MASE's denominator, the naive forecast's MAE on the training bars.
     """
     extra = {n: signal_frame(bars, f) for n, f in (others or {}).items()}
     result = run_backtest(signal_frame(bars, predictions), strategy, params, costs, extra_feeds=extra)
-    row = {"method": name, "kind": kind, **forecast_error(predictions), **trading_performance(result.equity),
-           "trades": result.trades, "commission": result.commission, "swap": result.swap}
+    row = {"method": name, "kind": kind, **forecast_error(predictions, scale),
+           **trading_performance(result.equity, calendar), "trades": result.trades, "commission": result.commission,
+           "swap": result.swap}
     return row, result.equity
 
 
 def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities: dict[str, pd.Series],
-                 reference: str = "naive") -> None:
-    """Add DM against ``reference``, bootstrap CIs, the deflated Sharpe ratio and a verdict to each row.
+                 reference: str = "naive", calendar: Calendar = FX, reps: int = 1000) -> None:
+    """Add the tests behind each row's verdict, corrected for the number of rows, and the verdict itself.
 
-    ``forecasts`` is keyed by method, ``equities`` by the row's ``key`` (method and strategy). The
-    deflated Sharpe counts every row of the comparison as one configuration tried.
+    ``forecasts`` is keyed by method, ``equities`` by the row's ``key`` (method and strategy).
+
+    - Forecasts: Diebold-Mariano on squared errors against ``reference``, one test per method, Holm-adjusted
+      across the methods (``dm_holm``); the Hansen model confidence set of the most accurate (``in_mcs``).
+    - Trading: a one-sided test of a positive Sharpe ratio per row, Holm-adjusted across the rows that could
+      trade (``sharpe_holm``), bootstrap intervals, and the deflated Sharpe ratio with that many trials.
     """
-    daily = {key: daily_returns(equity) for key, equity in equities.items()}
-    trial_sharpes = [r.mean() / r.std() for r in daily.values() if r.std() > 0]
+    methods = list(dict.fromkeys(row["method"] for row in rows))
     reference_errors = errors(forecasts[reference])
+    tested = [m for m in methods if m != reference]
+    dm = {m: diebold_mariano(errors(forecasts[m]), reference_errors) for m in tested}
+    dm_holm = dict(zip(tested, holm([dm[m][1] for m in tested]), strict=True))
+    best = confidence_set(pd.DataFrame({m: errors(forecasts[m]) ** 2 for m in methods}), reps=reps)
+    returns = {row["key"]: period_returns(equities[row["key"]], calendar) for row in rows}
+    traders = [row["key"] for row in rows if _could_trade(forecasts[row["method"]])]
+    trial_sharpes = [returns[k].mean() / returns[k].std() for k in traders if returns[k].std() > 0]
+    sharpe_p = {k: sharpe_pvalue(returns[k]) for k in traders}
+    sharpe_holm = dict(zip(traders, holm([sharpe_p[k] for k in traders]), strict=True))
     for row in rows:
-        frame, returns = forecasts[row["method"]], daily[row["key"]]
-        stat, p = (np.nan, np.nan)
-        if row["method"] != reference:
-            stat, p = diebold_mariano(errors(frame), reference_errors)
+        frame, key = forecasts[row["method"]], row["key"]
+        stat, p = dm.get(row["method"], (np.nan, np.nan))
         close = frame["close"].to_numpy()
         called, moved = np.sign(frame["forecast"].to_numpy()[:-1] - close[:-1]), np.sign(np.diff(close))
-        low, high = _interval(sharpe_ci, returns)
-        da_low, da_high = _interval(directional_accuracy_ci, called, moved)
-        dsr = _deflated(returns, len(equities), trial_sharpes)
-        said = verdict((low, high), p, row["mase"])
-        if low > 0 and not dsr >= DSR_LEVEL:  # one lucky configuration among many is no edge
-            said += f"; but not after deflating for {len(equities)} configurations (DSR {dsr:.2f})"
-        row.update(dm_stat=stat, dm_pvalue=p, da_ci_low=da_low, da_ci_high=da_high, sharpe_ci_low=low,
-                   sharpe_ci_high=high, deflated_sharpe=dsr, verdict=said)
+        low, high = _interval(sharpe_ci, returns[key], calendar, reps)
+        da_low, da_high = _interval(directional_accuracy_ci, called, moved, reps)
+        dsr = _deflated(returns[key], len(traders), trial_sharpes) if key in sharpe_p else float("nan")
+        row.update(dm_stat=stat, dm_pvalue=p, dm_holm=dm_holm.get(row["method"], np.nan),
+                   in_mcs=row["method"] in best, da_ci_low=da_low, da_ci_high=da_high, sharpe_ci_low=low,
+                   sharpe_ci_high=high, sharpe_pvalue=sharpe_p.get(key, np.nan),
+                   sharpe_holm=sharpe_holm.get(key, np.nan), deflated_sharpe=dsr,
+                   verdict=verdict(stat, dm_holm.get(row["method"], np.nan), sharpe_holm.get(key, np.nan), low, high,
+                                   dsr, row["method"] in best))
+
+
+def _could_trade(forecasts: pd.DataFrame) -> bool:
+    """A configuration counts as a trial of the deflated Sharpe ratio unless its forecast never moves (naive)."""
+    return bool((forecasts["forecast"] != forecasts["close"]).any())
 
 
 def _deflated(returns: pd.Series, trials: int, trial_sharpes: list[float]) -> float:
     """The deflated Sharpe ratio, or NaN for a test period too short to estimate it (under three days)."""
     try:
-        return deflated_sharpe_from_returns(returns, trials, trial_sharpes if len(trial_sharpes) >= 2 else None)
+        return deflated_sharpe_from_returns(returns, max(1, trials),
+                                            trial_sharpes if len(trial_sharpes) >= 2 else None)
     except ValueError:
         return float("nan")
 
@@ -82,33 +103,37 @@ def _interval(ci, *series) -> tuple[float, float]:
 
 
 def pretraining_question(table: pd.DataFrame, forecasts: dict[str, pd.DataFrame]) -> dict | None:
-    """Does pretraining help? The best tuned method against ``scratch`` and the best baseline.
+    """Does pretraining help? The tuned method chosen on the validation split against ``scratch`` and the baselines.
 
-    "Best" is the lowest MSE; the DM p-values compare the best tuned method's forecast losses
-    with each rival's. None when the run has no ``scratch`` row or no tuned method.
+    The method is chosen by its validation loss, never by the test bars it is then tested on; its test
+    forecasts are compared with scratch's and with every baseline's by Diebold-Mariano on squared errors,
+    Holm-adjusted across those comparisons. None when the run has no ``scratch`` row, no tuned method or no
+    validation losses.
     """
     rows = table.drop_duplicates("method").set_index("method")
     tuned = rows[(rows["kind"] == "llm") & ~rows.index.isin(["scratch", "zero-shot"])]
-    baselines = rows[rows["kind"] == "baseline"]
-    if "scratch" not in rows.index or tuned.empty or baselines.empty:
+    baselines = list(rows.index[rows["kind"] == "baseline"])
+    if "scratch" not in rows.index or tuned.empty or not baselines or "val_loss" not in rows \
+            or tuned["val_loss"].isna().all():
         return None
-    best, baseline = tuned["mse"].idxmin(), baselines["mse"].idxmin()
-    compared = []
-    for rival in ("scratch", baseline):
-        _, p = diebold_mariano(errors(forecasts[best]), errors(forecasts[rival]))
-        compared.append({"rival": rival, "p_value": p, "mse_ratio": rows.loc[best, "mse"] / rows.loc[rival, "mse"],
-                         "sharpe": rows.loc[rival, "sharpe"]})
-    scratch, versus_baseline = compared
-    p = f"DM p={scratch['p_value']:.3g}"
-    if scratch["p_value"] < 0.05 and scratch["mse_ratio"] < 1:
-        sentence = f"Yes on this data: {best} (pretrained) forecasts better than scratch ({p})"
-    elif scratch["p_value"] < 0.05:
-        sentence = f"No: scratch forecasts better than the best pretrained method, {best} ({p})"
+    best = tuned["val_loss"].idxmin()
+    rivals = ["scratch", *baselines]
+    tests = [diebold_mariano(errors(forecasts[best]), errors(forecasts[rival])) for rival in rivals]
+    adjusted = holm([p for _, p in tests])
+    compared = [{"rival": rival, "dm_stat": stat, "p_value": p, "p_holm": p_holm,
+                 "mse_ratio": rows.loc[best, "mse"] / rows.loc[rival, "mse"]}
+                for rival, (stat, p), p_holm in zip(rivals, tests, adjusted, strict=True)]
+    scratch, others = compared[0], compared[1:]
+    said = f"Holm p={scratch['p_holm']:.2g}"
+    if scratch["p_holm"] < 0.05 and scratch["dm_stat"] < 0:
+        sentence = f"Yes on this data: {best} (pretrained) forecasts better than scratch ({said})"
+    elif scratch["p_holm"] < 0.05:
+        sentence = f"No: scratch forecasts better than {best}, the pretrained method chosen on validation ({said})"
     else:
-        sentence = f"Not shown on this data: {best} (pretrained) and scratch forecast equally well ({p})"
-    beats = versus_baseline["mse_ratio"] < 1 and versus_baseline["p_value"] < 0.05
-    sentence += (f"; {'it beats' if beats else 'it does not beat'} the best baseline, {baseline} "
-                 f"(DM p={versus_baseline['p_value']:.3g}).")
+        sentence = f"Not shown on this data: {best} (pretrained) and scratch are not told apart ({said})"
+    beaten = [c["rival"] for c in others if c["p_holm"] < 0.05 and c["dm_stat"] < 0]
+    sentence += (f"; it beats {'every baseline' if len(beaten) == len(others) else ', '.join(beaten) or 'no baseline'}"
+                 f" ({len(beaten)} of {len(others)} after Holm).")
     return {"best": best, "best_mse": rows.loc[best, "mse"], "best_sharpe": rows.loc[best, "sharpe"],
-            "rows": rows.loc[[best, "scratch", baseline], ["kind", "mse", "mase", "directional_accuracy", "sharpe"]],
+            "rows": rows.loc[[best, *rivals], ["kind", "val_loss", "mse", "relmae", "directional_accuracy", "sharpe"]],
             "compared": compared, "sentence": sentence}

@@ -19,17 +19,19 @@ import matplotlib
 import pandas as pd
 from matplotlib.figure import Figure
 
-from llmsignal.backtests.metrics import daily_returns
+from llmsignal.backtests.metrics import FX, Calendar, period_returns
 
-COLUMNS = ["method", "kind", "strategy", "mse", "mae", "mase", "directional_accuracy", "sharpe", "total_return",
-           "max_drawdown", "trades", "commission", "swap", "trainable_params", "train_seconds", "peak_memory_mb",
-           "saved_mb", "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_stat", "dm_pvalue", "da_ci_low",
-           "da_ci_high", "sharpe_ci_low", "sharpe_ci_high", "deflated_sharpe", "verdict"]
+COLUMNS = ["method", "kind", "strategy", "mse", "mae", "relmae", "mase", "directional_accuracy", "da_base_rate",
+           "da_pvalue", "sharpe", "total_return", "max_drawdown", "trades", "commission", "swap", "trainable_params",
+           "train_seconds", "val_loss", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
+           "predict_ms_per_bar_merged", "dm_stat", "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low", "da_ci_high",
+           "sharpe_ci_low", "sharpe_ci_high", "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict"]
 BENCHMARK = "buy & hold"
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
-LOWER_IS_BETTER = {"mse", "mae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
-                   "predict_ms_per_bar", "predict_ms_per_bar_merged", "dm_pvalue"}
+LOWER_IS_BETTER = {"mse", "mae", "relmae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
+                   "predict_ms_per_bar", "predict_ms_per_bar_merged"}
 HIGHER_IS_BETTER = {"directional_accuracy", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
+TRADING = {"sharpe", "total_return", "max_drawdown", "deflated_sharpe"}  # a row that never traded wins none of these
 
 
 def template(name: str) -> str:
@@ -56,16 +58,18 @@ def quiet():
             logger.setLevel(level)
 
 
-def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str, path: Path) -> None:
-    """A quantstats HTML tearsheet of daily returns with buy-and-hold as benchmark.
+def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str, path: Path,
+              calendar: Calendar = FX) -> None:
+    """A quantstats HTML tearsheet of the period returns that ``comparison.csv`` uses, buy-and-hold as benchmark.
 
-    Given a frame of equity curves (one column each), quantstats puts them side by side.
+    Given a frame of equity curves (one column each), quantstats puts them side by side. Dates are not
+    matched (quantstats would drop a strategy's flat first days), so its Sharpe is the comparison's.
     """
     matplotlib.use("Agg")  # quantstats draws with pyplot; backtrader's own plot() would force TkAgg
     import matplotlib.pyplot as plt
     import quantstats as qs
 
-    returns, bench = daily_returns(equity), daily_returns(benchmark)
+    returns, bench = period_returns(equity, calendar), period_returns(benchmark, calendar)
     bench.name = BENCHMARK
     if isinstance(returns, pd.Series):
         returns.name = title
@@ -77,8 +81,8 @@ def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str
                         "<p>The strategy never held a position on these forecasts: no tearsheet.</p>")
         return
     with quiet():
-        qs.reports.html(returns.tz_localize(None), benchmark=bench.tz_localize(None), output=str(path),
-                        title=title, download_filename=path.name)
+        qs.reports.html(returns, benchmark=bench, output=str(path), title=title, download_filename=path.name,
+                        periods_per_year=calendar.periods_per_year, match_dates=False)
         plt.close("all")
 
 
@@ -145,25 +149,32 @@ def _cell(value) -> str:
     return html.escape(str(value))
 
 
+def _eligible(table: pd.DataFrame, column: str) -> pd.Series:
+    """Rows whose value in ``column`` may be marked best: a trading figure needs trades, a DA its base rate beaten."""
+    if column in TRADING and "trades" in table:
+        return table["trades"] > 0
+    if column == "directional_accuracy" and "da_pvalue" in table:
+        return pd.to_numeric(table["da_pvalue"], errors="coerce") < 0.05
+    return pd.Series(True, index=table.index)
+
+
 def metrics_table(table: pd.DataFrame) -> str:
-    """A sortable table; the best value of each metric column is marked."""
+    """A sortable table; the best value of each metric column is marked, among the rows that may win it."""
     columns = [c for c in table.columns if c != "key"]  # the key names the tearsheet; the method shows it
-    best = {}
-    for column in columns:
-        values = pd.to_numeric(table[column], errors="coerce")
-        if column in LOWER_IS_BETTER and values.notna().any():
-            best[column] = values.min()
-        elif column in HIGHER_IS_BETTER and values.notna().any():
-            best[column] = values.max()
+    marked = pd.DataFrame(False, index=table.index, columns=columns)
+    for column in (c for c in columns if c in LOWER_IS_BETTER | HIGHER_IS_BETTER):
+        values = pd.to_numeric(table[column], errors="coerce").where(_eligible(table, column))
+        if values.notna().any():
+            marked[column] = values == (values.min() if column in LOWER_IS_BETTER else values.max())
     head = "".join(f"<th onclick=\"sortBy(this)\">{html.escape(c)}</th>" for c in columns)
     body = []
-    for _, row in table.iterrows():
+    for index, row in table.iterrows():
         cells = []
         for column in columns:
             text = _cell(row[column])
             if column == "method" and "key" in row:
                 text = f'<a href="tearsheets/{html.escape(row["key"])}.html">{text}</a>'
-            mark = ' class="best"' if column in best and row[column] == best[column] else ""
+            mark = ' class="best"' if marked.loc[index, column] else ""
             cells.append(f"<td{mark}>{text}</td>")
         body.append(f"<tr class=\"{row['kind']}\">{''.join(cells)}</tr>")
     return f'<table id="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -175,14 +186,14 @@ def pretraining_html(answer: dict | None) -> str:
                 "same model trained from random weights.</p>")
     rows = answer["rows"].reset_index().to_html(index=False, float_format=lambda v: f"{v:.4g}")
     tests = "".join(f"<li>{answer['best']} vs {c['rival']}: MSE ratio {c['mse_ratio']:.3f}, DM p-value "
-                    f"{c['p_value']:.3g}</li>" for c in answer["compared"])
+                    f"{c['p_value']:.3g} (Holm {c['p_holm']:.3g})</li>" for c in answer["compared"])
     return f"<p><strong>{html.escape(answer['sentence'])}</strong></p>{rows}<ul>{tests}</ul>"
 
 
 def folds_html(folds: pd.DataFrame | None) -> str:
     if folds is None:
         return ""
-    shown = folds[["fold", "start", "end", "method", "kind", "mse", "mase", "directional_accuracy", "sharpe",
+    shown = folds[["fold", "start", "end", "method", "kind", "mse", "relmae", "directional_accuracy", "sharpe",
                    "total_return", "trades"]]
     return ("<h2>Walk-forward folds</h2><p>The table above pools every fold's test bars; each fold's model was "
             "tuned on bars before the fold only.</p>" + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -203,13 +214,14 @@ def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts
 
 def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series], benchmark: pd.Series,
                  forecasts: dict[str, pd.DataFrame], settings: dict, alerts: list[str], pretraining: dict | None,
-                 folds: pd.DataFrame | None = None) -> None:
+                 folds: pd.DataFrame | None = None, calendar: Calendar = FX) -> None:
     """Tearsheets (one per row of ``table``, keyed by its ``key`` column, and all side by side) and the page."""
     for key, row in table.set_index("key").iterrows():
-        tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html")
+        tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html",
+                  calendar)
     first = table[table["strategy"] == table["strategy"].iloc[0]]
     side_by_side = {row["method"]: equities[row["key"]] for _, row in first.head(QUANTSTATS_COLUMNS).iterrows()}
     tearsheet(pd.DataFrame(side_by_side), benchmark, f"all methods ({first['strategy'].iloc[0]})",
-              out / "tearsheets" / "all.html")
+              out / "tearsheets" / "all.html", calendar)
     page = comparison_html(table, {**equities, BENCHMARK: benchmark}, forecasts, settings, alerts, pretraining, folds)
     (out / "comparison.html").write_text(page)

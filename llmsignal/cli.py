@@ -262,7 +262,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _backtest(args: argparse.Namespace) -> int:
     from llmsignal.backtests.engine import run_backtest
-    from llmsignal.backtests.metrics import forecast_error, trading_performance
+    from llmsignal.backtests.metrics import Calendar, forecast_error, trading_performance
     from llmsignal.backtests.report import tearsheet
     from llmsignal.data import load_bars
     from llmsignal.strategies import signal_frame
@@ -276,11 +276,13 @@ def _backtest(args: argparse.Namespace) -> int:
         raise DataError(f"{args.predictions}: fewer than 2 timestamps in common with the bars of "
                         f"{args.data or 'EURUSD'}; pass the --data the forecasts were made for")
     result = run_backtest(frame, strategy, params, costs)
-    metrics = {**forecast_error(forecasts), **trading_performance(result.equity), "trades": result.trades,
+    calendar = Calendar.for_bars(bars.index)
+    metrics = {**forecast_error(forecasts), **trading_performance(result.equity, calendar), "trades": result.trades,
                "method": args.method, "costs": asdict(costs)}
     close = bars["close"].loc[result.equity.index]
     args.out.mkdir(parents=True, exist_ok=True)
-    tearsheet(result.equity, costs.cash * close / close.iloc[0], args.predictions.stem, args.out / "tearsheet.html")
+    tearsheet(result.equity, costs.cash * close / close.iloc[0], args.predictions.stem, args.out / "tearsheet.html",
+              calendar)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     result.equity.to_csv(args.out / "equity.csv")
     print(json.dumps(metrics, indent=2))

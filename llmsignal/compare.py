@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from llmsignal.backtests.evaluation import pretraining_question
+from llmsignal.backtests.metrics import Calendar
 from llmsignal.backtests.report import BENCHMARK, write_report
 from llmsignal.finetune.bars import DataError
 
@@ -63,5 +64,5 @@ def compare(folders: list[Path], out: Path) -> pd.DataFrame:
             frame["method"] = prefix + frame["method"]
             folds.append(frame)
     write_report(out, table, equities, runs[0][2], forecasts, settings, alerts, pretraining,
-                 pd.concat(folds, ignore_index=True) if folds else None)
+                 pd.concat(folds, ignore_index=True) if folds else None, Calendar.for_bars(runs[0][2].index))
     return table

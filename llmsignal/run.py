@@ -21,6 +21,7 @@ import pandas as pd
 from llmsignal.backtests.costs import Costs
 from llmsignal.backtests.engine import check_strategy
 from llmsignal.backtests.evaluation import evaluate, pretraining_question, significance
+from llmsignal.backtests.metrics import Calendar, naive_scale
 from llmsignal.backtests.report import BENCHMARK, COLUMNS, write_report
 from llmsignal.data import DEFAULT_SOURCE, load_bars
 from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
@@ -61,6 +62,12 @@ class RunConfig:
     rolling: bool = False
     forecasts_per_pass: int | None = None  # >1 shares a window between that many bars; default 1 (16 if quick)
     precision: str = "float32"
+    day_end: str = "17:00 America/New_York"  # where a trading day ends, for intraday bars
+
+    def calendar(self, index: pd.DatetimeIndex) -> Calendar:
+        """The trading periods of these bars: days ending at ``day_end``, or each bar for daily and longer bars."""
+        hour, _, zone = self.day_end.partition(" ")
+        return Calendar.for_bars(index, hour, zone or "UTC")
 
     def train_config(self) -> TrainConfig:
         steps = self.steps if self.steps is not None else (6 if self.quick else 200)
@@ -105,6 +112,7 @@ def run(config: RunConfig) -> pd.DataFrame:
                                       config.rolling, source) if config.walk_forward
                   else [split_bars(bars, config.test, config.val, config.context, source=source)])
         test = pd.concat([s.test for s in splits])
+        calendar = config.calendar(bars.index)
         for _, strategy, params in config.strategies:  # a broken strategy fails now, not after training
             check_strategy(test, strategy, params, config.costs)
         base = load_base(config.base)
@@ -122,16 +130,17 @@ def run(config: RunConfig) -> pd.DataFrame:
                 others = {f.name: f.forecasts for f in forecasters if f.kind == "llm" and f is not forecaster}
                 row, equities[key] = evaluate(forecaster.name, forecaster.kind, forecaster.forecasts, test,
                                               strategy, params, config.costs,
-                                              others if issubclass(strategy, EnsembleStrategy) else None)
+                                              others if issubclass(strategy, EnsembleStrategy) else None,
+                                              naive_scale(splits[0].train["close"]), calendar)
                 rows.append({**row, **forecaster.cost, "strategy": label, "key": key})
                 if forecaster.kind == "llm":
                     _summary(rows[-1])
-        significance(rows, {f.name: f.forecasts for f in forecasters}, equities)
+        significance(rows, {f.name: f.forecasts for f in forecasters}, equities, calendar=calendar)
     table = pd.DataFrame(rows).reindex(columns=[*COLUMNS, "entry", "key"])
     with timings.stage("backtest"):
-        folds = _per_fold(forecasters, splits, config) if len(splits) > 1 else None
+        folds = _per_fold(forecasters, splits, config, calendar) if len(splits) > 1 else None
     with timings.stage("report"):
-        _write(config, table, equities, forecasters, splits, base, seen, folds)
+        _write(config, table, equities, forecasters, splits, base, seen, folds, calendar)
     (config.out / "timings.json").write_text(json.dumps(timings, indent=2))
     return table.drop(columns="key")
 
@@ -157,21 +166,24 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
                           "trained_now": trained})
     cost = pd.DataFrame(costs)
     summary = {"trainable_params": cost["trainable_params"].iloc[0], "train_seconds": cost["train_seconds"].sum(),
-               "peak_memory_mb": cost["peak_memory_mb"].max(), "saved_mb": cost["saved_mb"].iloc[0],
+               "val_loss": cost["val_loss"].mean(), "peak_memory_mb": cost["peak_memory_mb"].max(),
+               "saved_mb": cost["saved_mb"].iloc[0],
                "predict_ms_per_bar": cost["predict_ms_per_bar"].mean(),
                "predict_ms_per_bar_merged": cost["predict_ms_per_bar_merged"].mean(),
                "entry": ",".join(cost["entry"]), "trained_now": bool(cost["trained_now"].any())}
     return Forecaster(method.name, "llm", pd.concat(forecasts), summary)
 
 
-def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunConfig) -> pd.DataFrame:
+def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunConfig,
+              calendar: Calendar) -> pd.DataFrame:
     """Metrics of every forecaster on each walk-forward fold, under the first strategy."""
     _, strategy, params = config.strategies[0]
     rows = []
     for fold, split in enumerate(splits, start=1):
         for forecaster in forecasters:
             forecasts = forecaster.forecasts.loc[split.test.index]
-            row, _ = evaluate(forecaster.name, forecaster.kind, forecasts, split.test, strategy, params, config.costs)
+            row, _ = evaluate(forecaster.name, forecaster.kind, forecasts, split.test, strategy, params, config.costs,
+                              scale=naive_scale(split.train["close"]), calendar=calendar)
             rows.append({"fold": fold, "start": split.test.index[0], "end": split.test.index[-1], **row})
     return pd.DataFrame(rows)
 
@@ -192,14 +204,15 @@ def _forecast_setting(config: RunConfig) -> str:
 
 
 def _summary(row: dict) -> None:
-    print(f"{row['method']:>10}: MASE {row['mase']:.3f}  direction {row['directional_accuracy']:.1%}  "
+    print(f"{row['method']:>10}: MAE/naive {row['relmae']:.3f}  direction {row['directional_accuracy']:.1%}  "
           f"Sharpe {row['sharpe']:+.2f}  return {row['total_return']:+.2%}  trades {row['trades']}  "
           f"{row['trainable_params']:,} trainable  {row['train_seconds']:.0f}s"
           f"{'' if row['trained_now'] else ' (from registry)'}", file=sys.stderr)
 
 
 def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: list[Forecaster],
-           splits: list[Split], base: Base, warnings: list[str], folds: pd.DataFrame | None) -> None:
+           splits: list[Split], base: Base, warnings: list[str], folds: pd.DataFrame | None,
+           calendar: Calendar) -> None:
     out = config.out
     out.mkdir(parents=True, exist_ok=True)
     train = config.train_config()
@@ -212,6 +225,9 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
                 "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
                 "forecasts": _forecast_setting(config),
+                "trading periods": ("each bar" if calendar.per_bar else
+                                    f"days ending {calendar.day_end} {calendar.timezone}")
+                + f", {calendar.periods_per_year} a year (Sharpe ratios, tearsheets, folds)",
                 **{f"cost: {k}": v for k, v in config.costs.describe().items()}}
     if folds is not None:
         folds.to_csv(out / "folds.csv", index=False)
@@ -226,4 +242,4 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                                                                                      index=False)
     forecasts = {f.name: f.forecasts for f in forecasters}
     write_report(out, table, equities, benchmark, forecasts, settings, warnings,
-                 pretraining_question(table, forecasts), folds)
+                 pretraining_question(table, forecasts), folds, calendar)

@@ -58,7 +58,7 @@ from llmsignal.backtests.report import render, template
 DEFAULT_DATA = "EURUSD"
 KEYS = ("methods", "seeds", "params", "data", "strategies", "base", "budget")
 BUDGET_KEYS = ("steps", "batch_size", "quick")
-METRICS = ["mse", "mae", "mase", "directional_accuracy", "sharpe", "total_return", "max_drawdown", "trades",
+METRICS = ["mse", "mae", "relmae", "mase", "directional_accuracy", "sharpe", "total_return", "max_drawdown", "trades",
            "commission", "swap", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
            "predict_ms_per_bar", "dm_pvalue", "verdict"]
 # per-period (daily) moments of each backtest's returns: what the deflated Sharpe ratio needs, kept in sweep.csv so
@@ -326,15 +326,17 @@ def trial_rows(trial: Trial, folder: Path, registry: Path) -> list[dict[str, Any
 
 
 def _return_stats(folder: Path, method: str, labels: list[str]) -> dict[str, dict[str, float]]:
-    """Daily-return moments of each strategy's backtest, from the equity curves the run saved in equity.csv.
+    """Per-period return moments of each strategy's backtest, from the equity curves the run saved in equity.csv.
 
-    The run names a column by the method alone when there is one strategy, else ``method-strategy``.
+    The periods are the run's (``Calendar.for_bars``); the run names a column by the method alone when there
+    is one strategy, else ``method-strategy``.
     """
-    from llmsignal.backtests.metrics import daily_returns
+    from llmsignal.backtests.metrics import Calendar, period_returns
 
     equity = pd.read_csv(folder / "equity.csv", index_col=0, parse_dates=[0])
+    calendar = Calendar.for_bars(equity.index)
     keys = {label: method if len(labels) == 1 else f"{method}-{label}" for label in labels}
-    return {label: return_moments(daily_returns(equity[key].dropna())) for label, key in keys.items()}
+    return {label: return_moments(period_returns(equity[key].dropna(), calendar)) for label, key in keys.items()}
 
 
 def return_moments(returns: Iterable[float]) -> dict[str, float]:

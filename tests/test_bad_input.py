@@ -50,6 +50,7 @@ class Planted:
         return (Path(self.marker).write_text, ("pwned",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the planted file's pickle
 def test_1_a_planted_checkpoint_runs_no_code_on_resume(tiny_base, tmp_path):
     bars = load_bars(_csv(tmp_path, 400))
     split = split_bars(bars, context=TINY_CONTEXT)

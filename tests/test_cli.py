@@ -25,8 +25,9 @@ def test_run_writes_the_output_contract(quick_run):
     out = folder / "out"
     table = pd.read_csv(out / "comparison.csv")
     # the README's contract, written out here rather than read from the writer's own constant
-    assert list(table.columns[:13]) == ["method", "kind", "strategy", "mse", "mae", "mase", "directional_accuracy",
-                                        "sharpe", "total_return", "max_drawdown", "trades", "commission", "swap"]
+    assert list(table.columns[:16]) == ["method", "kind", "strategy", "mse", "mae", "relmae", "mase",
+                                        "directional_accuracy", "da_base_rate", "da_pvalue", "sharpe", "total_return",
+                                        "max_drawdown", "trades", "commission", "swap"]
     for column in ("trainable_params", "train_seconds", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
                    "dm_pvalue", "verdict"):
         assert column in table.columns
@@ -34,7 +35,8 @@ def test_run_writes_the_output_contract(quick_run):
     llm = table[table["kind"] == "llm"].set_index("method")
     assert llm.loc["full", "trainable_params"] > 10 * llm.loc["lora", "trainable_params"]
     assert (llm["train_seconds"] > 0).all() and (llm["saved_mb"] > 0).all()
-    assert table.set_index("method").loc["naive", "mase"] == pytest.approx(1.0)
+    assert table.set_index("method").loc["naive", "relmae"] == pytest.approx(1.0)
+    assert table["mase"].notna().all()  # Hyndman's, scaled by the naive MAE on the training bars
     predictions = pd.read_csv(out / "predictions.csv")
     assert list(predictions.columns) == ["timestamp", "method", "close", "forecast", "p_up"]
     assert predictions.groupby("method").size().nunique() == 1
@@ -59,8 +61,8 @@ def test_stages_run_alone_from_the_cli(quick_run, tmp_path, capsys):
     pd.testing.assert_series_equal(frame["forecast"], lora["forecast"], check_names=False, check_freq=False)
     assert main(["backtest", "--predictions", str(preds), "--data", str(data), "--out", str(tmp_path / "bt")]) == 0
     metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
-    assert metrics["mase"] == pytest.approx(pd.read_csv(folder / "out" / "comparison.csv")
-                                            .set_index("method").loc["lora", "mase"])
+    assert metrics["relmae"] == pytest.approx(pd.read_csv(folder / "out" / "comparison.csv")
+                                              .set_index("method").loc["lora", "relmae"])
 
 
 def test_faster_prediction_options_reuse_the_entry_and_are_recorded(quick_run, tiny_base, tmp_path):

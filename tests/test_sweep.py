@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from llmsignal import sweep
-from llmsignal.backtests.metrics import PERIODS_PER_YEAR
+from llmsignal.backtests.metrics import FX
 from llmsignal.backtests.significance import deflated_sharpe_ratio
 from llmsignal.cli import main
 from llmsignal.finetune.bars import DataError
@@ -190,7 +190,7 @@ def test_without_ray_trials_run_one_after_another_and_a_failure_is_recorded(tiny
     assert lora["mase"] > 0 and lora["entry"] == "bars-lora@1" and lora["strategy"] == "ThresholdStrategy"
     # the return moments come from the run's saved equity curve: the same Sharpe
     if lora["trades"] > 0:
-        assert lora["daily_sharpe"] * np.sqrt(PERIODS_PER_YEAR) == pytest.approx(lora["sharpe"])
+        assert lora["daily_sharpe"] * np.sqrt(FX.periods_per_year) == pytest.approx(lora["sharpe"])
     else:
         assert lora["sharpe"] == 0 and math.isnan(lora["daily_sharpe"])
     page = (out / "sweep.html").read_text()
@@ -248,7 +248,7 @@ def test_a_sweep_on_ray_runs_in_parallel_and_resumes(local_ray, tiny_base, data_
     assert set(table["strategy"]) == {"ThresholdStrategy", "AlwaysLong"}
     traded = table[table["trades"] > 0]
     assert set(traded["strategy"]) >= {"AlwaysLong"}
-    assert np.allclose(traded["daily_sharpe"] * np.sqrt(PERIODS_PER_YEAR), traded["sharpe"])
+    assert np.allclose(traded["daily_sharpe"] * np.sqrt(FX.periods_per_year), traded["sharpe"])
     assert table.loc[table["trades"] == 0, "daily_sharpe"].isna().all()
     assert {r["pid"] for r in results}.isdisjoint({os.getpid()})  # ran in Ray workers, not here
     assert pd.read_csv(out / "sweep.csv")["trial"].tolist() == table["trial"].tolist()

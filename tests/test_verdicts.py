@@ -1,0 +1,106 @@
+"""Verdicts say no more than the data shows: false claims stay rare, true skill is still found."""
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from llmsignal.backtests.evaluation import significance
+from llmsignal.backtests.metrics import FX, forecast_error, period_returns, trading_day, trading_performance
+from llmsignal.backtests.report import tearsheet
+
+CLAIM = re.compile(r"beats naive|(?<!no )evidence of edge")
+
+
+def _hours(days: int) -> pd.DatetimeIndex:
+    index = pd.date_range("2021-01-04", periods=24 * days, freq="h")
+    return index[index.day_of_week < 5]
+
+
+def _null_run(seed: int, rows: int = 8, days: int = 61) -> tuple[dict, dict]:
+    """Random-walk bars and ``rows`` zero-skill forecasters: errors as large as naive's, equity pure noise."""
+    rng = np.random.default_rng(seed)
+    index = _hours(days)
+    close = pd.Series(1.1 * np.exp(np.cumsum(rng.normal(0, 1e-3, len(index)))), index=index)
+    following = close.shift(-1).fillna(close.iloc[-1])
+    forecasts = {"naive": pd.DataFrame({"close": close, "forecast": close, "p_up": 0.5})}
+    equities = {"naive": pd.Series(1e5, index=index)}
+    for i in range(rows):
+        guess = following + close * rng.normal(0, 1e-3, len(index))
+        forecasts[f"m{i}"] = pd.DataFrame({"close": close, "forecast": guess, "p_up": 0.5})
+        equities[f"m{i}"] = pd.Series(1e5 * np.exp(np.cumsum(rng.normal(0, 1e-3, len(index)))), index=index)
+    return forecasts, equities
+
+
+def _verdicts(forecasts: dict, equities: dict, reps: int = 100) -> dict[str, dict]:
+    rows = [{"method": m, "key": m} for m in forecasts]
+    significance(rows, forecasts, equities, reps=reps)
+    return {row["method"]: row for row in rows}
+
+
+def test_zero_skill_rows_rarely_claim_anything():
+    """Under the null, the share of runs in which any of 8 rows claims skill or an edge stays within 5%."""
+    runs = 60
+    claimed = sum(any(CLAIM.search(row["verdict"]) for row in _verdicts(*_null_run(seed)).values())
+                  for seed in range(runs))
+    assert claimed / runs <= 0.05
+
+
+def test_better_by_absolute_error_but_worse_by_squared_error_is_worse():
+    """The direction comes from the loss the test uses: smaller errors with rare large ones lose on MSE."""
+    rng = np.random.default_rng(1)
+    index = _hours(61)
+    close = pd.Series(1.1 * np.exp(np.cumsum(rng.normal(0, 1e-4, len(index)))), index=index)
+    following = close.shift(-1).fillna(close.iloc[-1])
+    naive_error = close - following
+    big = np.arange(len(index)) % 20 == 0
+    model_error = np.where(big, 5.9, 0.5) * naive_error
+    forecasts = {"naive": pd.DataFrame({"close": close, "forecast": close, "p_up": 0.5}),
+                 "model": pd.DataFrame({"close": close, "forecast": following + model_error, "p_up": 0.5})}
+    flat = pd.Series(1e5, index=index)
+    scores = forecast_error(forecasts["model"])
+    assert scores["relmae"] < 0.9 and scores["mse"] > 1.5 * forecast_error(forecasts["naive"])["mse"]
+    verdict = _verdicts(forecasts, {"naive": flat, "model": flat})["model"]
+    assert verdict["dm_stat"] > 0 and verdict["verdict"].startswith("worse than naive")
+
+
+def test_the_true_model_of_a_planted_signal_is_found_and_alone_in_the_confidence_set():
+    rng = np.random.default_rng(2)
+    index = _hours(61)
+    returns = np.zeros(len(index))
+    for t in range(1, len(index)):
+        returns[t] = -0.6 * returns[t - 1] + rng.normal(0, 1e-3)
+    close = pd.Series(1.1 * np.exp(np.cumsum(returns)), index=index)
+    forecasts, equities = _null_run(3, rows=7)
+    forecasts = {name: frame.assign(close=close, forecast=close * frame["forecast"] / frame["close"])
+                 for name, frame in forecasts.items()}
+    forecasts["true"] = pd.DataFrame({"close": close, "forecast": close * np.exp(-0.6 * returns), "p_up": 0.5})
+    equities["true"] = equities["m0"]
+    rows = _verdicts(forecasts, equities)
+    assert rows["true"]["verdict"].startswith("beats naive") and rows["true"]["dm_holm"] < 1e-6
+    assert {name for name, row in rows.items() if row["in_mcs"]} == {"true"}
+
+
+def test_a_strategy_flat_for_a_month_has_the_same_sharpe_in_its_tearsheet(tmp_path):
+    """quantstats must not drop the flat days (match_dates) nor use other days than the comparison."""
+    index = _hours(90)
+    moves = np.r_[np.zeros(24 * 30), np.random.default_rng(4).normal(2e-4, 2e-3, len(index) - 24 * 30)]
+    equity = pd.Series(1e5 * np.exp(np.cumsum(moves)), index=index)
+    tearsheet(equity, pd.Series(1e5 * np.linspace(1, 1.01, len(index)), index=index), "flat start",
+              tmp_path / "t.html")
+    page = (tmp_path / "t.html").read_text()
+    # the metrics table's columns: Metric, the benchmark, then the strategy
+    shown = float(re.search(r"<td>Sharpe</td>\s*<td>-?[\d.]+</td>\s*<td>(-?[\d.]+)</td>", page).group(1))
+    assert shown == pytest.approx(trading_performance(equity)["sharpe"], abs=0.005)
+
+
+def test_fx_days_end_at_the_new_york_rollover():
+    index = pd.DatetimeIndex(["2021-01-03 22:00", "2021-01-03 23:00", "2021-01-04 21:00", "2021-01-04 22:00"])
+    assert list(trading_day(index).day_name()) == ["Monday", "Monday", "Monday", "Tuesday"]
+    summer = pd.DatetimeIndex(["2021-07-05 20:59", "2021-07-05 21:00"])  # 17:00 New York is 21:00 UTC in summer
+    assert list(trading_day(summer).day_name()) == ["Monday", "Tuesday"]
+    week = pd.date_range("2021-01-03 22:00", "2021-01-08 21:00", freq="h")  # Sunday evening to Friday's close
+    returns = period_returns(pd.Series(np.linspace(1, 2, len(week)), index=week), FX)
+    assert len(returns) == 5 and list(returns.index.day_name()) == ["Monday", "Tuesday", "Wednesday", "Thursday",
+                                                                    "Friday"]
