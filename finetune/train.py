@@ -45,6 +45,7 @@ class TrainResult:
     final_loss: float
     val_loss: float
     tokens_per_second: float
+    loss_history: list[float]  # the training loss of every step, for loss curves
 
 
 def device() -> torch.device:
@@ -89,6 +90,7 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
         rng.bit_generator.state = resume["rng"]
         torch.set_rng_state(resume["torch_rng"])
         start = resume["step"]
+    history = list(resume.get("losses", [])) if resume else []
     loss_value, tokens = float("nan"), 0
     memory = PeakMemory(dev)
     began = time.perf_counter()
@@ -106,6 +108,7 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             loss_value, tokens = loss.item(), tokens + ids.numel()
+            history.append(loss_value)
             elapsed = time.perf_counter() - began
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")
             if checkpoint and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
@@ -113,12 +116,12 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
                                                 if p.requires_grad},
                                       "optimizer": optimizer.state_dict(),
                                       "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                                      "step": step + 1})
+                                      "step": step + 1, "losses": list(history)})
     seconds = time.perf_counter() - began
     return TrainResult(
         trainable_params=count_trainable(model), train_seconds=seconds, peak_memory_mb=memory.peak_mb,
         final_loss=loss_value, val_loss=evaluate(model, table, val_bins, config),
-        tokens_per_second=tokens / seconds if seconds > 0 else 0.0,
+        tokens_per_second=tokens / seconds if seconds > 0 else 0.0, loss_history=history,
     )
 
 

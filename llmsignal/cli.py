@@ -7,19 +7,24 @@
     llmsignal backtest --predictions forecasts.csv --out runs/bt
     llmsignal compare runs/a runs/b --out runs/ab
     llmsignal methods | base-info | registry list | serve --entry eurusd-lora | sweep CONFIG
+    llmsignal run --config examples/run.yaml --track mlflow    # flags from a file; runs into MLflow
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
-from llmsignal import cli_serve, cli_sweep
+from llmsignal import __version__, cli_serve, cli_sweep
 from llmsignal.backtests.costs import CostError, Costs
 from llmsignal.cli_args import positive_int
+from llmsignal.config_file import ConfigFileError, defaults_from_file
 from llmsignal.finetune.bars import DataError
 from llmsignal.finetune.base import BaseModelError
 from llmsignal.finetune.methods import MethodError
@@ -28,10 +33,18 @@ from llmsignal.models.registry import RegistryError
 from llmsignal.models.server import ServeError
 from llmsignal.strategies import StrategyError
 from llmsignal.sweep import SweepError
+from llmsignal.tracking import TrackingError
+
+EXIT_CODES = """exit status:
+  0    done
+  1    a sweep in which some trials failed (its tables are written all the same)
+  2    a mistake in the input: one line on stderr says what and where, nothing was written
+  130  interrupted (Ctrl-C): the registry holds only complete entries; --resume continues a training
+"""
 
 # the one place where a user's mistake becomes one line on stderr and exit status 2
 USER_ERRORS = (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError, ServeError,
-               SweepError, CostError)
+               SweepError, CostError, ConfigFileError, TrackingError)
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
@@ -124,10 +137,21 @@ def _strategies(args: argparse.Namespace) -> list[tuple[str, type, dict]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmsignal", description=__doc__,
+    parser = argparse.ArgumentParser(prog="llmsignal", description=__doc__, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"llmsignal {__version__}")
+    loudness = parser.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings or library logs")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="library logs too (transformers, peft, Ray workers)")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="tune, forecast, backtest and compare")
+    run = sub.add_parser("run", help="tune, forecast, backtest and compare", epilog=EXIT_CODES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.run_parser = run  # the flags a --config file may set
+    run.add_argument("--config", type=Path, metavar="YAML",
+                     help="every flag of run in a file (see examples/run.yaml); flags given here override it")
+    run.add_argument("--track", metavar="mlflow[:URI]",
+                     help="log the comparison to MLflow (default URI ./mlruns; or set LLMSIGNAL_TRACKING_URI)")
     _common(run)
     run.add_argument("--methods", default="full,lora,adapter,scratch,zero-shot",
                      help="comma-separated methods, or 'all' (default: full,lora,adapter,scratch,zero-shot)")
@@ -173,8 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _loudness(args)
     try:
+        if args.command == "run" and args.config:  # the file's values become defaults the flags override
+            parser.run_parser.set_defaults(**defaults_from_file(args.config, parser.run_parser))
+            args = parser.parse_args(argv)
         return COMMANDS[args.command](args) or 0
     except USER_ERRORS as err:
         print(f"llmsignal: error: {err}", file=sys.stderr)
@@ -185,24 +214,45 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _loudness(args: argparse.Namespace) -> None:
+    """-q: no bars, warnings or library logs; -v: the libraries' own logs too."""
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"
+        warnings.simplefilter("ignore")
+        for name in ("llmsignal", "transformers", "peft", "ray", "mlflow"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    elif args.verbose:
+        os.environ["TRANSFORMERS_VERBOSITY"] = "info"
+        os.environ["LLMSIGNAL_RAY_LOGS"] = "1"
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+
+
 def _run(args: argparse.Namespace) -> int:
+    from llmsignal.run import run
+
+    table = run(run_config(args))
+    print(table.drop(columns="entry").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"\nreport: {args.out / 'comparison.html'}")
+    return 0
+
+
+def run_config(args: argparse.Namespace):
+    """The ``RunConfig`` that ``llmsignal run`` with these arguments runs, checked before any work."""
     from llmsignal.finetune.methods import METHODS
-    from llmsignal.run import RunConfig, run
+    from llmsignal.run import RunConfig
+    from llmsignal.tracking import Tracking
 
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise MethodError(f"--methods {args.methods!r} names no method; give some of {', '.join(METHODS)}, or all")
     params = _method_params(args.param)
-    config = RunConfig(data=args.data, methods=methods, base=args.base, registry=args.registry, out=args.out,
+    return RunConfig(data=args.data, methods=methods, base=args.base, registry=args.registry, out=args.out,
                        quick=args.quick, seed=args.seed, steps=args.steps, test=args.test, val=args.val,
                        method_params={m: p for m, p in params.items() if m in methods},
                        strategies=_strategies(args), force=args.force, resume=args.resume,
                        walk_forward=args.walk_forward, rolling=args.rolling,
-                       forecasts_per_pass=args.forecasts_per_pass, precision=args.precision, costs=_costs(args))
-    table = run(config)
-    print(table.drop(columns="entry").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nreport: {args.out / 'comparison.html'}")
-    return 0
+                       forecasts_per_pass=args.forecasts_per_pass, precision=args.precision, costs=_costs(args),
+                       track=Tracking.parse(args.track))
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from llmsignal.cli_args import positive_int
+from llmsignal.tracking import Tracking
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -34,14 +35,21 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                        help="sweep folder: trials/, sweep.csv, sweep.html (on shared storage for a cluster)")
     sweep.add_argument("--registry", type=Path, default=Path("registry"),
                        help="registry folder shared by the trials (on shared storage for a cluster)")
+    sweep.add_argument("--track", metavar="mlflow[:URI]", help="log the sweep to MLflow, one child run per trial")
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from llmsignal import sweep
 
+    tracking = Tracking.parse(args.track)
     trials = sweep.expand(sweep.load_grid(args.config))
     results = sweep.run_sweep(trials, args.out, args.registry, address=args.address, workers=args.workers)
     table, summary = sweep.write_outputs(args.out, results)
+    if tracking:  # one child run per trial and strategy
+        children = [{"name": f"{row['trial']}-{row['strategy']}", "row": row.to_dict(),
+                     "params": {k: row[k] for k in ("method", "seed", "params", "data", "strategy") if k in row}}
+                    for _, row in table.iterrows()]
+        tracking.log_comparison(args.out, table, {"config": args.config}, children, name="sweep")
     best = summary["best"]
     if len(best):
         print(best.to_string(index=False, float_format=lambda v: f"{v:.4g}"))

@@ -33,6 +33,7 @@ from llmsignal.models.entries import entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
 from llmsignal.models.registry import Entry
 from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
+from llmsignal.tracking import Tracking
 
 DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
 QUICK_FORECASTS_PER_PASS = 16  # --quick is a smoke test: shared windows make its predict stage ~10x shorter
@@ -62,6 +63,7 @@ class RunConfig:
     rolling: bool = False
     forecasts_per_pass: int | None = None  # >1 shares a window between that many bars; default 1 (16 if quick)
     precision: str = "float32"
+    track: Tracking | None = None  # an MLflow sink for the comparison, or none
     day_end: str = "17:00 America/New_York"  # where a trading day ends, for intraday bars
 
     def calendar(self, index: pd.DatetimeIndex) -> Calendar:
@@ -97,6 +99,7 @@ class Forecaster:
     kind: str
     forecasts: pd.DataFrame
     cost: dict = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)  # the training loss per step (first split's entry)
 
 
 def run(config: RunConfig) -> pd.DataFrame:
@@ -142,6 +145,8 @@ def run(config: RunConfig) -> pd.DataFrame:
     with timings.stage("report"):
         _write(config, table, equities, forecasters, splits, base, seen, folds, calendar)
     (config.out / "timings.json").write_text(json.dumps(timings, indent=2))
+    if config.track:
+        _track(config, table, forecasters, methods)
     return table.drop(columns="key")
 
 
@@ -150,7 +155,7 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
     """Tune ``method`` on each split (one, or one per walk-forward fold) and forecast its test bars."""
     registry = entry_registry(config.registry)
     stem = Path(config.data).stem.lower() if config.data else "eurusd"
-    forecasts, costs = [], []
+    forecasts, costs, losses = [], [], []
     for split in splits:
         with timings.stage("train"):
             entry, trained = train_entry(split, base, method, registry, f"{stem}-{method.name}",
@@ -161,6 +166,7 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
             frame, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, cache,
                                                    **config.prediction_options())
             forecasts.append(frame)
+            losses.append(entry.metadata.get("loss_history") or [])
             costs.append({**entry.metadata["cost"], "predict_ms_per_bar": ms_per_bar, "entry": entry.ref,
                           "predict_ms_per_bar_merged": _merged_latency(entry, split, cache, config),
                           "trained_now": trained})
@@ -171,7 +177,7 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
                "predict_ms_per_bar": cost["predict_ms_per_bar"].mean(),
                "predict_ms_per_bar_merged": cost["predict_ms_per_bar_merged"].mean(),
                "entry": ",".join(cost["entry"]), "trained_now": bool(cost["trained_now"].any())}
-    return Forecaster(method.name, "llm", pd.concat(forecasts), summary)
+    return Forecaster(method.name, "llm", pd.concat(forecasts), summary, losses[0])
 
 
 def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunConfig,
@@ -186,6 +192,22 @@ def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunCon
                               scale=naive_scale(split.train["close"]), calendar=calendar)
             rows.append({"fold": fold, "start": split.test.index[0], "end": split.test.index[-1], **row})
     return pd.DataFrame(rows)
+
+
+def _track(config: RunConfig, table: pd.DataFrame, forecasters: list[Forecaster], methods: list[Method]) -> None:
+    """The comparison as an MLflow parent run, each row (method x strategy) a child with its loss curve."""
+    settings = json.loads((config.out / "settings.json").read_text())
+    train = config.train_config()
+    budget = {"steps": train.steps, "batch_size": train.batch_size, "seed": config.seed}
+    hyper = {m.name: {**m.params, "lr": m.lr} for m in methods}
+    strategy_params = {label: params for label, _, params in config.strategies}
+    losses = {f.name: f.losses for f in forecasters}
+    children = [{"name": row["key"], "row": row.to_dict(), "losses": losses.get(row["method"]),
+                 "params": {"method": row["method"], "kind": row["kind"], "strategy": row["strategy"],
+                            **hyper.get(row["method"], {}), **budget,
+                            **{f"strategy.{k}": v for k, v in strategy_params.get(row["strategy"], {}).items()}},
+                 "tearsheet": config.out / "tearsheets" / f"{row['key']}.html"} for _, row in table.iterrows()]
+    config.track.log_comparison(config.out, table.drop(columns="key"), settings, children)
 
 
 def _merged_latency(entry: Entry, split: Split, cache: Path, config: RunConfig) -> float:

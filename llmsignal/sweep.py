@@ -460,8 +460,9 @@ def ray_init_args(address: str | None, workers: int | None) -> dict[str, Any]:
     """``ray.init`` arguments: connect to ``address``, or start a private local Ray of ``workers`` CPUs."""
     import logging
 
-    # workers' output is in each trial's log.txt; forwarding it would scribble over the progress bar
-    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    # workers' output is in each trial's log.txt; forwarding it would scribble over the progress bar (-v asks for it)
+    loud = bool(os.environ.get("LLMSIGNAL_RAY_LOGS"))
+    quiet = {"log_to_driver": loud, "logging_level": logging.INFO if loud else logging.WARNING}
     if address:
         return {"address": address, **quiet}
     # "local": a new Ray even if `ray start` runs here, so that --workers means what it says

@@ -143,7 +143,9 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
             "base": base.spec, "base_fingerprint": base.fingerprint, "codec": codec.to_dict(),
             "data": data_source, "data_fingerprint": frame_fingerprint(split.bars), "split": split.dates(),
             "train_config": config.to_dict(), "request_key": key,
-            "cost": {**asdict(result), "saved_mb": sum(f.stat().st_size for f in files.values()) / 2**20},
+            "cost": {**{k: v for k, v in asdict(result).items() if k != "loss_history"},
+                     "saved_mb": sum(f.stat().st_size for f in files.values()) / 2**20},
+            "loss_history": result.loss_history,
         }
         entry = registry.save(name, files, metadata)
     checkpoint_path.unlink(missing_ok=True)
