@@ -14,6 +14,7 @@ from llmsignal.backtests.significance import (
     diebold_mariano,
     directional_accuracy_ci,
     holm,
+    relative_mse_ci,
     sharpe_ci,
     sharpe_pvalue,
     verdict,
@@ -70,9 +71,13 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
         close = frame["close"].to_numpy()
         called, moved = np.sign(frame["forecast"].to_numpy()[:-1] - close[:-1]), np.sign(np.diff(close))
         low, high = _interval(sharpe_ci, returns[key], calendar, reps)
+        relative = _interval(relative_mse_ci, errors(frame), reference_errors, reps) if row["method"] != reference \
+            else (0.0, 0.0)
         da_low, da_high = _interval(directional_accuracy_ci, called, moved, reps)
         dsr = _deflated(returns[key], len(traders), trial_sharpes) if key in sharpe_p else float("nan")
-        row.update(dm_stat=stat, dm_pvalue=p, dm_holm=dm_holm.get(row["method"], np.nan),
+        row.update(mse_vs_naive=float(np.nanmean(errors(frame) ** 2) / np.nanmean(reference_errors ** 2) - 1),
+                   mse_vs_naive_low=relative[0], mse_vs_naive_high=relative[1], dm_stat=stat, dm_pvalue=p,
+                   dm_holm=dm_holm.get(row["method"], np.nan),
                    in_mcs=row["method"] in best, da_ci_low=da_low, da_ci_high=da_high, sharpe_ci_low=low,
                    sharpe_ci_high=high, sharpe_pvalue=sharpe_p.get(key, np.nan),
                    sharpe_holm=sharpe_holm.get(key, np.nan), deflated_sharpe=dsr,

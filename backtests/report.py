@@ -24,9 +24,11 @@ from llmsignal.backtests.metrics import FX, Calendar, period_returns
 COLUMNS = ["method", "kind", "strategy", "mse", "mae", "relmae", "mase", "directional_accuracy", "da_base_rate",
            "da_pvalue", "sharpe", "total_return", "max_drawdown", "trades", "commission", "swap", "trainable_params",
            "train_seconds", "val_loss", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
-           "predict_ms_per_bar_merged", "dm_stat", "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low", "da_ci_high",
-           "sharpe_ci_low", "sharpe_ci_high", "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict"]
+           "predict_ms_per_bar_merged", "mse_vs_naive", "mse_vs_naive_low", "mse_vs_naive_high", "dm_stat",
+           "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low", "da_ci_high", "sharpe_ci_low", "sharpe_ci_high",
+           "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict"]
 BENCHMARK = "buy & hold"
+THRESHOLD_SETTING = "trading threshold (bp)"  # in settings.json, for the page's histogram
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
 LOWER_IS_BETTER = {"mse", "mae", "relmae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
                    "predict_ms_per_bar", "predict_ms_per_bar_merged"}
@@ -180,6 +182,113 @@ def metrics_table(table: pd.DataFrame) -> str:
     return f'<table id="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def recommendation(table: pd.DataFrame) -> list[str]:
+    """Up to three lines that answer the reader's question: which method, at what cost, how sure.
+
+    A tuned method is recommended only when its forecasts beat naive after Holm's correction and it is in
+    the confidence set of the most accurate; among several, the one with the fewest trainable parameters.
+    """
+    needed = {"dm_holm", "dm_stat", "in_mcs", "mse_vs_naive", "verdict"}
+    if not needed <= set(table.columns):
+        return ["This run predates the corrected verdicts (llmsignal 0.2): rerun it for a recommendation."]
+    rows = table.drop_duplicates("method")
+    tuned = rows[rows["kind"] == "llm"]
+    winners = tuned[(tuned["dm_holm"] < 0.05) & (tuned["dm_stat"] < 0) & tuned["in_mcs"].astype(bool)]
+    if winners.empty:
+        in_set = int(rows["in_mcs"].astype(bool).sum())
+        return ["None beats the baselines: no tuned method forecasts better than naive after correcting for "
+                f"{len(tuned)} methods tried.",
+                f"{in_set} of {len(rows)} forecasters are in the confidence set of the most accurate, naive "
+                f"{'among them' if rows.loc[rows['method'] == 'naive', 'in_mcs'].astype(bool).any() else 'not'}.",
+                "Trading: " + _trading_line(rows)]
+    best = winners.sort_values("trainable_params").iloc[0]
+    return [f"Use {best['method']}: its forecasts beat naive (Holm p={best['dm_holm']:.2g}) and it is in the "
+            "confidence set of the most accurate" + (f", the cheapest of {len(winners)} that are" if len(winners) > 1
+                                                      else "") + ".",
+            f"It trains {_count(best['trainable_params'])} parameters in {_seconds(best['train_seconds'])}; its "
+            f"squared errors are {_percent(best['mse_vs_naive'])} against naive "
+            f"({_percent(best['mse_vs_naive_low'])} to {_percent(best['mse_vs_naive_high'])}).",
+            "Trading: " + _trading_line(rows)]
+
+
+def _trading_line(rows: pd.DataFrame) -> str:
+    edge = rows[rows["verdict"].str.contains(r"(?<!no )evidence of edge", regex=True)]
+    if edge.empty:
+        return "no row shows an edge that survives Holm's correction and the deflated Sharpe ratio."
+    return f"{', '.join(edge['method'])} {'shows' if len(edge) == 1 else 'show'} an edge that survives both."
+
+
+def _count(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:,.0f}"
+
+
+def _seconds(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
+
+
+def _percent(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:+.2%}" if abs(value) < 0.1 else f"{value:+.1%}"
+
+
+def _with_interval(value: float, low: float, high: float, show) -> str:
+    shown = show(value)
+    return shown if pd.isna(low) else f"{shown} <small>({show(low)} to {show(high)})</small>"
+
+
+def summary_table(table: pd.DataFrame) -> str:
+    """One row per method and strategy, in units people read; the full table follows, collapsed."""
+    head = ["method", "squared error vs naive (95% CI)", "Sharpe (95% CI)", "trades", "trainable", "train time",
+            "verdict"]
+    body = []
+    for _, row in table.reindex(columns=[*COLUMNS, "key"]).iterrows():  # a run from before 0.2 lacks some
+        name = html.escape(str(row["method"])) + ("" if table["strategy"].nunique() == 1
+                                                  else f" <small>{html.escape(str(row['strategy']))}</small>")
+        cells = [f'<a href="tearsheets/{html.escape(row["key"])}.html">{name}</a>',
+                 _with_interval(row["mse_vs_naive"], row["mse_vs_naive_low"], row["mse_vs_naive_high"], _percent),
+                 _with_interval(row["sharpe"], row["sharpe_ci_low"], row["sharpe_ci_high"], lambda v: f"{v:.2f}"),
+                 f"{int(row['trades']):,}", _count(row["trainable_params"]), _seconds(row["train_seconds"]),
+                 html.escape(str(row["verdict"]))]
+        body.append(f'<tr class="{row["kind"]}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    header = "".join(f'<th onclick="sortBy(this)">{h}</th>' for h in head)
+    return f'<table id="summary"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def loss_figure(losses: dict[str, list[float]], table: pd.DataFrame) -> str:
+    """Training loss per step of every tuned method, with its validation loss at the end."""
+    fig = Figure(figsize=(11, 3.6))
+    ax = fig.subplots()
+    validation = table.drop_duplicates("method").set_index("method").get("val_loss", pd.Series(dtype=float))
+    for name, curve in losses.items():
+        if curve:
+            line = ax.plot(range(1, len(curve) + 1), pd.Series(curve).rolling(5, min_periods=1).mean(), label=name)[0]
+            if name in validation and pd.notna(validation[name]):
+                ax.plot([len(curve)], [validation[name]], "o", color=line.get_color())
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (training, 5-step mean; dot: validation)")
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=6, fontsize=8)
+    return _png(fig)
+
+
+def return_histogram(forecasts: dict[str, pd.DataFrame], threshold_bps: float | None) -> str:
+    """Forecast returns per method, in basis points, with the strategy's threshold: why a method rarely trades."""
+    fig = Figure(figsize=(11, 3.6))
+    ax = fig.subplots()
+    for name, frame in forecasts.items():
+        edge = (frame["forecast"] / frame["close"] - 1) * 1e4
+        if edge.abs().max() > 0:
+            ax.hist(edge.clip(-10, 10), bins=80, histtype="step", label=name)
+    if threshold_bps is not None:
+        for side in (-threshold_bps, threshold_bps):
+            ax.axvline(side, color="black", linestyle="--", linewidth=1)
+    ax.set_xlabel("forecast return, basis points (clipped at ±10; dashed: the trading threshold)")
+    ax.set_ylabel("bars (log scale)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=6, fontsize=8)
+    return _png(fig)
+
+
 def pretraining_html(answer: dict | None) -> str:
     if answer is None:
         return ("<p>Add <code>scratch</code> to <code>--methods</code> to compare the pretrained base with the "
@@ -201,27 +310,40 @@ def folds_html(folds: pd.DataFrame | None) -> str:
 
 def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts: dict[str, pd.DataFrame],
                     settings: dict, alerts: list[str], pretraining: dict | None,
-                    folds: pd.DataFrame | None = None) -> str:
-    """The comparison page: table, pretraining answer, charts, settings."""
+                    folds: pd.DataFrame | None = None, losses: dict[str, list[float]] | None = None,
+                    threshold_bps: float | None = None, side_by_side_note: str = "") -> str:
+    """The comparison page: the answer first, a compact table, the full table collapsed, pictures, settings."""
     settings_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                             for k, v in settings.items())
     warns = "".join(f'<p class="warn">Warning: {html.escape(w)}</p>' for w in alerts)
+    headline = "".join(f"<p>{html.escape(line)}</p>" for line in recommendation(table))
+    losses_html = (f'<h2>Training and validation loss</h2><img src="{loss_figure(losses, table)}" alt="loss curves">'
+                   if losses and any(losses.values()) else "")
     return render("comparison.html", style=template("comparison.css"), script=template("sort.js"), warnings=warns,
-                  metrics=metrics_table(table), folds=folds_html(folds), pretraining=pretraining_html(pretraining),
-                  equity_png=equity_figure(curves), forecast_png=forecast_figure(forecasts),
-                  cost_png=cost_figure(table), settings=settings_rows)
+                  headline=headline, summary=summary_table(table), metrics=metrics_table(table),
+                  folds=folds_html(folds), pretraining=pretraining_html(pretraining), losses=losses_html,
+                  histogram_png=return_histogram(forecasts, threshold_bps), equity_png=equity_figure(curves),
+                  forecast_png=forecast_figure(forecasts), cost_png=cost_figure(table), settings=settings_rows,
+                  side_by_side=html.escape(side_by_side_note))
 
 
 def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series], benchmark: pd.Series,
                  forecasts: dict[str, pd.DataFrame], settings: dict, alerts: list[str], pretraining: dict | None,
-                 folds: pd.DataFrame | None = None, calendar: Calendar = FX) -> None:
+                 folds: pd.DataFrame | None = None, calendar: Calendar = FX, losses: dict | None = None,
+                 threshold_bps: float | None = None) -> None:
     """Tearsheets (one per row of ``table``, keyed by its ``key`` column, and all side by side) and the page."""
     for key, row in table.set_index("key").iterrows():
         tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html",
                   calendar)
-    first = table[table["strategy"] == table["strategy"].iloc[0]]
-    side_by_side = {row["method"]: equities[row["key"]] for _, row in first.head(QUANTSTATS_COLUMNS).iterrows()}
-    tearsheet(pd.DataFrame(side_by_side), benchmark, f"all methods ({first['strategy'].iloc[0]})",
-              out / "tearsheets" / "all.html", calendar)
-    page = comparison_html(table, {**equities, BENCHMARK: benchmark}, forecasts, settings, alerts, pretraining, folds)
+    traded = table[table["trades"] > 0]
+    shown, crowded = traded.head(QUANTSTATS_COLUMNS), traded.iloc[QUANTSTATS_COLUMNS:]
+    never = table[table["trades"] == 0]
+    note = "; ".join(part for part in (
+        f"left out, never traded: {', '.join(never['key'])}" if len(never) else "",
+        f"left out, beyond the {QUANTSTATS_COLUMNS} columns quantstats can draw: {', '.join(crowded['key'])}"
+        if len(crowded) else "") if part)
+    tearsheet(pd.DataFrame({row["key"]: equities[row["key"]] for _, row in shown.iterrows()}), benchmark,
+              f"every row that traded ({len(shown)})", out / "tearsheets" / "all.html", calendar)
+    page = comparison_html(table, {**equities, BENCHMARK: benchmark}, forecasts, settings, alerts, pretraining, folds,
+                           losses, threshold_bps, note or "every row traded and is in it")
     (out / "comparison.html").write_text(page)

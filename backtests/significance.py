@@ -143,6 +143,17 @@ def sharpe_ci(returns: ArrayLike, calendar: Calendar = FX, reps: int = 1000, alp
     return bootstrap_ci(returns, lambda r: annualised_sharpe(r, calendar), reps=reps, alpha=alpha, seed=seed)
 
 
+def relative_mse_ci(errors: ArrayLike, reference_errors: ArrayLike, reps: int = 1000, alpha: float = 0.05,
+                    seed: int = 0) -> tuple[float, float]:
+    """Bootstrap CI of MSE / reference MSE - 1 (-0.01: one percent smaller squared errors), bars resampled in pairs."""
+    errors, reference = np.asarray(errors, dtype=float), np.asarray(reference_errors, dtype=float)
+    keep = ~(np.isnan(errors) | np.isnan(reference))
+    scale = np.mean(reference[keep] ** 2)
+    if scale == 0:
+        return float("nan"), float("nan")
+    return bootstrap_ci((errors[keep] ** 2 - reference[keep] ** 2) / scale, np.mean, reps=reps, alpha=alpha, seed=seed)
+
+
 def sharpe_pvalue(returns: ArrayLike) -> float:
     """One-sided p-value of a true Sharpe ratio at or below zero: 1 - PSR(0), skew and fat tails included."""
     returns = np.asarray(returns, dtype=float)

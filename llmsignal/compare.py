@@ -15,7 +15,7 @@ import pandas as pd
 
 from llmsignal.backtests.evaluation import pretraining_question
 from llmsignal.backtests.metrics import Calendar
-from llmsignal.backtests.report import BENCHMARK, write_report
+from llmsignal.backtests.report import BENCHMARK, THRESHOLD_SETTING, write_report
 from llmsignal.finetune.bars import DataError
 
 RUN_FILES = ("comparison.csv", "equity.csv", "predictions.csv", "settings.json")
@@ -63,6 +63,10 @@ def compare(folders: list[Path], out: Path) -> pd.DataFrame:
             frame = pd.read_csv(folder / "folds.csv")
             frame["method"] = prefix + frame["method"]
             folds.append(frame)
+    losses = {f"{prefix}{name}": curve for folder, prefix in zip(folders, _prefixes(folders), strict=True)
+              if (folder / "losses.json").exists()
+              for name, curve in json.loads((folder / "losses.json").read_text()).items()}
     write_report(out, table, equities, runs[0][2], forecasts, settings, alerts, pretraining,
-                 pd.concat(folds, ignore_index=True) if folds else None, Calendar.for_bars(runs[0][2].index))
+                 pd.concat(folds, ignore_index=True) if folds else None, Calendar.for_bars(runs[0][2].index), losses,
+                 runs[0][4].get(THRESHOLD_SETTING))
     return table

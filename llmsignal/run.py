@@ -22,7 +22,7 @@ from llmsignal.backtests.costs import Costs
 from llmsignal.backtests.engine import check_strategy
 from llmsignal.backtests.evaluation import evaluate, pretraining_question, significance
 from llmsignal.backtests.metrics import Calendar, naive_scale
-from llmsignal.backtests.report import BENCHMARK, COLUMNS, write_report
+from llmsignal.backtests.report import BENCHMARK, COLUMNS, THRESHOLD_SETTING, write_report
 from llmsignal.data import DEFAULT_SOURCE, load_bars
 from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
 from llmsignal.finetune.base import Base, load_base, seen_by_base
@@ -225,6 +225,12 @@ def _forecast_setting(config: RunConfig) -> str:
     return f"{shared}, {config.precision}"
 
 
+def _threshold(config: RunConfig) -> float | None:
+    """The first strategy's trading threshold in basis points, where it has one (for the page's histogram)."""
+    _, strategy, params = config.strategies[0]
+    return params.get("threshold_bps", dict(strategy.params._getitems()).get("threshold_bps"))
+
+
 def _summary(row: dict) -> None:
     print(f"{row['method']:>10}: MAE/naive {row['relmae']:.3f}  direction {row['directional_accuracy']:.1%}  "
           f"Sharpe {row['sharpe']:+.2f}  return {row['total_return']:+.2%}  trades {row['trades']}  "
@@ -247,6 +253,7 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
                 "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
                 "forecasts": _forecast_setting(config),
+                THRESHOLD_SETTING: _threshold(config),
                 "trading periods": ("each bar" if calendar.per_bar else
                                     f"days ending {calendar.day_end} {calendar.timezone}")
                 + f", {calendar.periods_per_year} a year (Sharpe ratios, tearsheets, folds)",
@@ -263,5 +270,7 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
     frame.reset_index()[["timestamp", "method", "close", "forecast", "p_up"]].to_csv(out / "predictions.csv",
                                                                                      index=False)
     forecasts = {f.name: f.forecasts for f in forecasters}
+    losses = {f.name: f.losses for f in forecasters if f.losses}
+    (out / "losses.json").write_text(json.dumps(losses))
     write_report(out, table, equities, benchmark, forecasts, settings, warnings,
-                 pretraining_question(table, forecasts), folds, calendar)
+                 pretraining_question(table, forecasts), folds, calendar, losses, _threshold(config))
