@@ -102,3 +102,15 @@ def test_the_recommendation_is_the_cheapest_method_that_beats_naive_and_is_in_th
     assert first.startswith("Use lora:") and "the cheapest of 2" in first
     assert "24,576 parameters" in cost and "-2.00%" in cost and trading.startswith("Trading: no row")
     assert recommendation(table.assign(dm_holm=0.5))[0].startswith("None beats the baselines")
+
+
+def test_every_rows_sharpe_is_its_tearsheets(run_folder):
+    """comparison.csv and the quantstats tearsheets use the same trading days and periods per year."""
+    table = pd.read_csv(run_folder / "comparison.csv")
+    traded = table[table["trades"] > 0]
+    assert len(traded)
+    for _, row in traded.iterrows():
+        page = (run_folder / "tearsheets" / f"{row['method']}.html").read_text()
+        # the metrics table's columns: Metric, the benchmark, then the strategy
+        shown = float(re.search(r"<td>Sharpe</td>\s*<td>-?[\d.]+</td>\s*<td>(-?[\d.]+)</td>", page).group(1))
+        assert shown == pytest.approx(row["sharpe"], abs=0.006), row["method"]
