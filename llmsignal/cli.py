@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--walk-forward", type=int, default=0, metavar="K",
                      help="evaluate K consecutive test windows, tuning each method per fold on earlier bars only")
     run.add_argument("--rolling", action="store_true", help="walk-forward with a rolling (not expanding) train window")
+    run.add_argument("--day-end", default="17:00 America/New_York", metavar="'HH:MM ZONE'",
+                     help="where a trading day ends, for Sharpe ratios and tearsheets of intraday bars (default: the "
+                          "FX rollover, 17:00 America/New_York; e.g. '16:00 America/New_York' for US stocks)")
     _prediction_flags(run)
     _strategy_flags(run)
     _cost_flag(run)
@@ -214,6 +217,21 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _day_end(text: str) -> str:
+    """``HH:MM ZONE``, checked: an IANA time zone and a time of day."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    hour, _, zone = text.strip().partition(" ")
+    try:
+        hours, minutes = (int(part) for part in hour.split(":"))
+        ZoneInfo(zone or "UTC")
+    except (ValueError, ZoneInfoNotFoundError):
+        raise DataError(f"--day-end {text!r}: give a time and a zone, like '17:00 America/New_York'") from None
+    if not (0 <= hours < 24 and 0 <= minutes < 60):
+        raise DataError(f"--day-end {text!r}: {hour} is not a time of day")
+    return text.strip()
+
+
 def _loudness(args: argparse.Namespace) -> None:
     """-q: no bars, warnings or library logs; -v: the libraries' own logs too."""
     if args.quiet:
@@ -252,7 +270,7 @@ def run_config(args: argparse.Namespace):
                        strategies=_strategies(args), force=args.force, resume=args.resume,
                        walk_forward=args.walk_forward, rolling=args.rolling,
                        forecasts_per_pass=args.forecasts_per_pass, precision=args.precision, costs=_costs(args),
-                       track=Tracking.parse(args.track))
+                       track=Tracking.parse(args.track), day_end=_day_end(args.day_end))
 
 
 def _train(args: argparse.Namespace) -> int:

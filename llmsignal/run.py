@@ -126,6 +126,7 @@ def run(config: RunConfig) -> pd.DataFrame:
     forecasters += [Forecaster(name, "baseline", pd.concat([baseline(s) for s in splits]))
                     for name, baseline in BASELINES.items()]
     rows, equities = [], {}
+    scale = naive_scale(splits[0].train["close"])  # MASE's denominator: naive's error on the training bars
     with timings.stage("backtest"):
         for label, strategy, params in config.strategies:
             for forecaster in forecasters:
@@ -134,7 +135,7 @@ def run(config: RunConfig) -> pd.DataFrame:
                 row, equities[key] = evaluate(forecaster.name, forecaster.kind, forecaster.forecasts, test,
                                               strategy, params, config.costs,
                                               others if issubclass(strategy, EnsembleStrategy) else None,
-                                              naive_scale(splits[0].train["close"]), calendar)
+                                              scale, calendar)
                 rows.append({**row, **forecaster.cost, "strategy": label, "key": key})
                 if forecaster.kind == "llm":
                     _summary(rows[-1])

@@ -104,3 +104,20 @@ def test_fx_days_end_at_the_new_york_rollover():
     returns = period_returns(pd.Series(np.linspace(1, 2, len(week)), index=week), FX)
     assert len(returns) == 5 and list(returns.index.day_name()) == ["Monday", "Tuesday", "Wednesday", "Thursday",
                                                                     "Friday"]
+
+
+def test_another_market_sets_its_own_day_end():
+    """--day-end for US stocks: a bar at 16:00 New York opens the next day."""
+    from llmsignal.backtests.metrics import Calendar
+
+    index = pd.DatetimeIndex(["2021-01-04 20:59", "2021-01-04 21:00"])  # 15:59 and 16:00 New York
+    stocks = Calendar.for_bars(pd.date_range("2021-01-04", periods=10, freq="h"), "16:00", "America/New_York")
+    assert list(trading_day(index, stocks).day_name()) == ["Monday", "Tuesday"]
+    assert list(trading_day(index).day_name()) == ["Monday", "Monday"]  # FX: 17:00 New York
+
+
+def test_a_bad_day_end_is_one_line(capsys, tmp_path):
+    from llmsignal.cli import main
+
+    assert main(["run", "--day-end", "25:00 Mars/Olympus", "--registry", str(tmp_path / "r")]) == 2
+    assert "--day-end '25:00 Mars/Olympus'" in capsys.readouterr().err and not (tmp_path / "r").exists()
