@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import peft
@@ -56,8 +56,7 @@ class Method:
             raise MethodError(f"method {self.name!r} takes no parameter {unknown[0]!r}; it takes: {takes} (and lr)")
         lr = _convert(self.name, "lr", overrides.pop("lr", self.lr), float)
         params = {k: _convert(self.name, k, v, type(self.params[k])) for k, v in {**self.params, **overrides}.items()}
-        return Method(self.name, self.description, params, lr, self.peft_config, self.bottleneck, self.trains,
-                      self.reinitialise, self.mergeable)
+        return replace(self, params=params, lr=lr)
 
     @property
     def trainable(self) -> bool:

@@ -54,7 +54,7 @@ class Tracking:
             raise TrackingError("--track mlflow needs MLflow: pip install 'llmsignal[mlflow]'") from None
         return cls(uri or DEFAULT_URI)
 
-    def _client(self):
+    def _mlflow(self):
         import mlflow
 
         if "://" not in self.uri or self.uri.startswith("file:"):
@@ -71,7 +71,7 @@ class Tracking:
         A child is ``{"name", "params", "row" (a comparison.csv row), "losses", "tearsheet" (a path or None)}``.
         Returns the parent run's id.
         """
-        mlflow = self._client()
+        mlflow = self._mlflow()
         with mlflow.start_run(run_name=name) as parent:
             mlflow.log_params({_key(k): str(v)[:500] for k, v in settings.items()})
             for artifact in ("comparison.html", "comparison.csv", "settings.json", "sweep.html", "sweep.csv"):

@@ -71,8 +71,8 @@ def find_entry(registry: Registry, name: str, key: str) -> Entry | None:
 MAX_CONTEXT = (1024 - 10) // 3  # GPT-2's 1,024 positions hold a prompt of 3 tokens a value plus 10 candidates
 
 
-def check_entry_metadata(meta: dict) -> None:
-    """Raise ``RegistryError`` unless ``meta`` describes an entry this version can serve.
+def check_entry_metadata(meta: dict) -> tuple[Method, PriceCodec]:
+    """The method and codec of an entry this version can serve; ``RegistryError`` for any other ``meta``.
 
     The registry trusts its own files (their hashes are checked on load) but not an imported or hand-edited
     metadata.json: method, hyper-parameters, codec and files must make sense before anything is loaded.
@@ -96,6 +96,7 @@ def check_entry_metadata(meta: dict) -> None:
         raise RegistryError(f"metadata cannot be served: a {method.name} entry with no files")
     if not isinstance(meta.get("base"), str) or not isinstance(_dict(meta, "train_config").get("seed"), int):
         raise RegistryError("metadata cannot be served: no base or training seed")
+    return method, codec
 
 
 def _dict(meta: dict, key: str) -> dict:
@@ -184,11 +185,9 @@ def load_entry_model(entry: Entry, merge: bool = False) -> tuple[torch.nn.Module
     entry.verify()
     meta = entry.metadata
     try:
-        check_entry_metadata(meta)
+        method, codec = check_entry_metadata(meta)
     except RegistryError as err:
         raise RegistryError(f"entry {entry.ref}: {err}") from None
-    method = make_method(meta["method"], **meta["method_params"])
-    codec = PriceCodec(**meta["codec"])
     if method.saves_whole_model:
         whole = load_base(str(entry.path))
         return whole.model, whole.tokenizer, codec

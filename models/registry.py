@@ -84,7 +84,7 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, root: str | Path, check: Callable[[dict], None] | None = None) -> None:
+    def __init__(self, root: str | Path, check: Callable[[dict], object] | None = None) -> None:
         """``check(metadata)`` raises ``RegistryError`` for an entry that cannot be served: imports refuse it and
         ``list_rows`` reports it; without it the registry checks only names, files and hashes."""
         self.root = Path(root)
