@@ -55,11 +55,12 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
       trade (``sharpe_holm``), bootstrap intervals, and the deflated Sharpe ratio with that many trials.
     """
     methods = list(dict.fromkeys(row["method"] for row in rows))
+    error = {m: errors(forecasts[m]) for m in methods}  # each method's, once
     reference_errors = errors(forecasts[reference])
     tested = [m for m in methods if m != reference]
-    dm = {m: diebold_mariano(errors(forecasts[m]), reference_errors) for m in tested}
+    dm = {m: diebold_mariano(error[m], reference_errors) for m in tested}
     dm_holm = dict(zip(tested, holm([dm[m][1] for m in tested]), strict=True))
-    best = confidence_set(pd.DataFrame({m: errors(forecasts[m]) ** 2 for m in methods}), reps=reps)
+    best = confidence_set(pd.DataFrame({m: error[m] ** 2 for m in methods}), reps=reps)
     returns = {row["key"]: period_returns(equities[row["key"]], calendar) for row in rows}
     traders = [row["key"] for row in rows if _could_trade(forecasts[row["method"]])]
     trial_sharpes = [returns[k].mean() / returns[k].std() for k in traders if returns[k].std() > 0]
@@ -71,11 +72,11 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
         close = frame["close"].to_numpy()
         called, moved = np.sign(frame["forecast"].to_numpy()[:-1] - close[:-1]), np.sign(np.diff(close))
         low, high = _interval(sharpe_ci, returns[key], calendar, reps)
-        relative = _interval(relative_mse_ci, errors(frame), reference_errors, reps) if row["method"] != reference \
-            else (0.0, 0.0)
+        relative = (0.0, 0.0) if row["method"] == reference else \
+            _interval(relative_mse_ci, error[row["method"]], reference_errors, reps)
         da_low, da_high = _interval(directional_accuracy_ci, called, moved, reps)
         dsr = _deflated(returns[key], len(traders), trial_sharpes) if key in sharpe_p else float("nan")
-        row.update(mse_vs_naive=float(np.nanmean(errors(frame) ** 2) / np.nanmean(reference_errors ** 2) - 1),
+        row.update(mse_vs_naive=float(np.nanmean(error[row["method"]] ** 2) / np.nanmean(reference_errors ** 2) - 1),
                    mse_vs_naive_low=relative[0], mse_vs_naive_high=relative[1], dm_stat=stat, dm_pvalue=p,
                    dm_holm=dm_holm.get(row["method"], np.nan),
                    in_mcs=row["method"] in best, da_ci_low=da_low, da_ci_high=da_high, sharpe_ci_low=low,
