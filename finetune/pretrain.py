@@ -54,7 +54,7 @@ def pretrain(out: Path, config: PretrainConfig = PretrainConfig()) -> dict:
                                             n_positions=TOKENS_PER_VALUE * config.window + 64))
     result = train(model, TokenTable(tokenizer), train_bins, val_bins,
                    TrainConfig(steps=config.steps, batch_size=config.batch_size, window=config.window,
-                               seed=config.seed, warmup=50), lr=config.lr, desc="pretrain")
+                               seed=config.seed, warmup=50, dropout=None), lr=config.lr, desc="pretrain")
     info = {"kind": "llmsignal embedded GPT-2", "config": asdict(config),
             "parameters": sum(p.numel() for p in model.parameters()),
             "heldout_loss": result.val_loss, "train_loss": result.final_loss,

@@ -23,12 +23,13 @@ from pathlib import Path
 
 from llmsignal import __version__, cli_serve, cli_sweep
 from llmsignal.backtests.costs import CostError, Costs
-from llmsignal.cli_args import positive_int
+from llmsignal.cli_args import positive_int, warn_precision
 from llmsignal.config_file import ConfigFileError, defaults_from_file
 from llmsignal.finetune.bars import DataError
 from llmsignal.finetune.base import BaseModelError
 from llmsignal.finetune.methods import MethodError
-from llmsignal.models.predictor import PRECISIONS, PredictionError
+from llmsignal.finetune.precision import PRECISIONS, PrecisionError
+from llmsignal.models.predictor import PredictionError
 from llmsignal.models.registry import RegistryError
 from llmsignal.models.server import ServeError
 from llmsignal.strategies import StrategyError
@@ -44,7 +45,7 @@ EXIT_CODES = """exit status:
 
 # the one place where a user's mistake becomes one line on stderr and exit status 2
 USER_ERRORS = (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError, ServeError,
-               SweepError, CostError, ConfigFileError, TrackingError)
+               SweepError, CostError, ConfigFileError, TrackingError, PrecisionError)
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
@@ -87,13 +88,18 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="a method hyper-parameter, e.g. lora.r=4 (repeatable)")
 
 
+def _precision_flag(parser: argparse.ArgumentParser, default: str, what: str) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default=default,
+                        help=f"number format of {what}: bfloat16 (autocast) is faster only on CPUs with AMX or "
+                             "AVX-512 BF16, and falls back to float32 elsewhere; auto picks bfloat16 exactly there "
+                             f"(default: {default})")
+
+
 def _prediction_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--forecasts-per-pass", type=int, metavar="K",
                         help="let K consecutive bars share one window: bar t then reads context - K + 1 + t %% K "
                              "returns; about 10x faster at K=16, except for prefix tuning, whose own attention "
                              "needs a pass per bar (default 1: every bar its full context; 16 for run --quick)")
-    parser.add_argument("--precision", choices=PRECISIONS, default="float32",
-                        help="bfloat16 runs the model under autocast: faster on CPUs with AMX or AVX-512 BF16")
 
 
 def _strategy_flags(parser: argparse.ArgumentParser) -> None:
@@ -163,12 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where a trading day ends, for Sharpe ratios and tearsheets of intraday bars (default: the "
                           "FX rollover, 17:00 America/New_York; e.g. '16:00 America/New_York' for US stocks)")
     _prediction_flags(run)
+    _precision_flag(run, "auto", "training and forecasts")
     _strategy_flags(run)
     _cost_flag(run)
     train = sub.add_parser("train", help="tune one method and store the entry in the registry")
     _common(train)
     train.add_argument("--method", required=True)
     train.add_argument("--name", help="entry name (default: <data>-<method>)")
+    _precision_flag(train, "auto", "training")
     pre = sub.add_parser("pretrain", help="pretrain the embedded base on the offline corpus")
     pre.add_argument("--steps", type=positive_int, default=1200)
     pre.add_argument("--out", type=Path, help="output folder (default: the package's embedded base)")
@@ -179,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--start", help="first bar to forecast (default: the entry's test split start)")
     predict.add_argument("--out", type=Path, required=True)
     _prediction_flags(predict)
+    _precision_flag(predict, "auto", "forecasts")
     backtest = sub.add_parser("backtest", help="trade a predictions CSV and write metrics and a tearsheet")
     backtest.add_argument("--predictions", type=Path, required=True)
     backtest.add_argument("--data")
@@ -286,8 +295,10 @@ def _train(args: argparse.Namespace) -> int:
     name = args.name if args.name is not None else f"{Path(args.data).stem.lower() if args.data else 'eurusd'}-" \
                                                    f"{method.name}"
     check_name(name)  # before any data is read or anything trained
-    config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps)
+    config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps,
+                       precision=args.precision)
     source = args.data or DEFAULT_SOURCE
+    warn_precision(config.number_format())
     split = split_bars(load_bars(args.data), args.test, args.val, config.context, source=source)
     entry, trained = train_entry(split, load_base(args.base), method, entry_registry(args.registry), name,
                                  config.train_config(), source, config.context, args.force, args.resume)
@@ -320,6 +331,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise DataError(f"{args.data or 'EURUSD'}: no bars on or after {start}")
     k = 1 if args.forecasts_per_pass is None else args.forecasts_per_pass
     predictor = Predictor.from_entry(entry, forecasts_per_pass=k, precision=args.precision)
+    warn_precision(predictor.number_format)
     frame = predictor.predict(bars, max(position, entry.metadata["codec"]["context"]))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.index.name = "timestamp"

@@ -19,7 +19,8 @@ import json
 from functools import partial
 from pathlib import Path
 
-from llmsignal.models.predictor import PRECISIONS
+from llmsignal.cli_args import warn_precision
+from llmsignal.finetune.precision import PRECISIONS
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -47,8 +48,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", help="require this key in the X-API-Key header (needed off loopback)")
-    serve.add_argument("--precision", choices=PRECISIONS, default="float32",
-                       help="bfloat16 runs the model under autocast: faster on CPUs with AMX or AVX-512 BF16")
+    serve.add_argument("--precision", choices=PRECISIONS, default="auto",
+                       help="bfloat16 runs the model under autocast: faster only on CPUs with AMX or AVX-512 BF16, "
+                            "float32 elsewhere; auto picks bfloat16 exactly there (default: auto)")
     serve.add_argument("--threshold-bps", type=float, default=0.5,
                        help="forecast return a long/short signal needs, as ThresholdStrategy (default 0.5)")
 
@@ -110,6 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
     entry = entry_registry(args.registry).get(args.entry)
     # verifies every file's hash: a corrupted entry stops here
     predictor = Predictor.from_entry(entry, precision=args.precision)
+    warn_precision(predictor.number_format)
     app = create_app(entry, predictor, partial(threshold_exposure, threshold_bps=args.threshold_bps),
                      f"ThresholdStrategy(threshold_bps={args.threshold_bps})", api_key=args.api_key,
                      registry=entry_registry(args.registry))

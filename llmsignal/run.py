@@ -27,6 +27,7 @@ from llmsignal.data import DEFAULT_SOURCE, load_bars
 from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
 from llmsignal.finetune.base import Base, load_base, seen_by_base
 from llmsignal.finetune.methods import Method, make_method
+from llmsignal.finetune.precision import Precision, resolve_precision
 from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.baselines import BASELINES
 from llmsignal.models.entries import entry_registry, train_entry
@@ -62,7 +63,7 @@ class RunConfig:
     walk_forward: int = 0  # folds; 0 means one train/validation/test split
     rolling: bool = False
     forecasts_per_pass: int | None = None  # >1 shares a window between that many bars; default 1 (16 if quick)
-    precision: str = "float32"
+    precision: str = "auto"  # training and forecasts: auto, float32 or bfloat16 (see finetune/precision.py)
     track: Tracking | None = None  # an MLflow sink for the comparison, or none
     day_end: str = "17:00 America/New_York"  # where a trading day ends, for intraday bars
 
@@ -71,16 +72,21 @@ class RunConfig:
         hour, _, zone = self.day_end.partition(" ")
         return Calendar.for_bars(index, hour, zone or "UTC")
 
+    def number_format(self) -> Precision:
+        """What ``precision`` means on this machine."""
+        return resolve_precision(self.precision)
+
     def train_config(self) -> TrainConfig:
         steps = self.steps if self.steps is not None else (6 if self.quick else 200)
         return TrainConfig(steps=steps, batch_size=4 if self.quick else self.batch_size,
-                           window=self.context + 1, seed=self.seed, warmup=min(10, max(1, steps // 5)))
+                           window=self.context + 1, seed=self.seed, warmup=min(10, max(1, steps // 5)),
+                           precision=self.number_format().name)
 
     def prediction_options(self) -> dict[str, int | str]:
         """``cached_predictions``' keyword arguments: what this run asked for, or its default."""
         default = min(QUICK_FORECASTS_PER_PASS, self.context) if self.quick else 1
         k = default if self.forecasts_per_pass is None else self.forecasts_per_pass
-        return {"forecasts_per_pass": k, "precision": self.precision}
+        return {"forecasts_per_pass": k, "precision": self.number_format().name}
 
 
 class Timings(dict):
@@ -107,6 +113,8 @@ def run(config: RunConfig) -> pd.DataFrame:
     methods = [make_method(m, **config.method_params.get(m, {})) for m in config.methods]
     # refuse before any training, not when the first predictor is built after it
     check_forecasts_per_pass(config.prediction_options()["forecasts_per_pass"], config.context)
+    if config.number_format().name != config.precision != "auto":
+        print(f"llmsignal: warning: {config.number_format().note}", file=sys.stderr)
     timings = Timings()
     with timings.stage("data"):
         bars = load_bars(config.data)
@@ -223,7 +231,7 @@ def _forecast_setting(config: RunConfig) -> str:
     k = config.prediction_options()["forecasts_per_pass"]
     shared = (f"{k} bars share a window (contexts {config.context - k + 1}–{config.context} returns)" if k > 1
               else f"each bar its own {config.context}-return context")
-    return f"{shared}, {config.precision}"
+    return f"{shared}, {config.number_format().describe()}"
 
 
 def _threshold(config: RunConfig) -> float | None:
@@ -253,6 +261,7 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                 "base": f"{base.spec} ({base.fingerprint})",
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
                 "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
+                "precision": config.number_format().describe(),
                 "forecasts": _forecast_setting(config),
                 THRESHOLD_SETTING: _threshold(config),
                 "trading periods": ("each bar" if calendar.per_bar else

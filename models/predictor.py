@@ -36,11 +36,9 @@ import torch
 from tqdm.auto import tqdm
 
 from llmsignal.finetune.codec import TOKENS_PER_VALUE, ZERO_BIN, PriceCodec, TokenTable
-from llmsignal.finetune.train import device
+from llmsignal.finetune.precision import PrecisionError, autocast, device, resolve_precision
 from llmsignal.models.entries import frame_fingerprint, load_entry_model
 from llmsignal.models.registry import Entry
-
-PRECISIONS = ("float32", "bfloat16")
 
 
 class PredictionError(ValueError):
@@ -57,8 +55,10 @@ class Predictor:
     def __init__(self, model: torch.nn.Module, tokenizer, codec: PriceCodec, batch_size: int = 64,
                  name: str = "model", forecasts_per_pass: int = 1, precision: str = "float32") -> None:
         check_forecasts_per_pass(forecasts_per_pass, codec.context)
-        if precision not in PRECISIONS:
-            raise PredictionError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        try:
+            self.number_format = resolve_precision(precision)
+        except PrecisionError as err:
+            raise PredictionError(str(err)) from None
         self.model = model.to(device()).eval()
         self.table = TokenTable(tokenizer)
         self.codec = codec
@@ -68,7 +68,7 @@ class Predictor:
         self.precision = "float32"  # the exactness probe compares like with like
         self.returns = torch.tensor(codec.bin_returns(), dtype=torch.float64)
         self.use_tree = self._tree_is_exact()
-        self.precision = precision
+        self.precision = self.number_format.name
 
     @classmethod
     def from_entry(cls, entry: Entry, merge: bool = False, batch_size: int = 64, forecasts_per_pass: int = 1,
@@ -117,7 +117,7 @@ class Predictor:
 
     def _logits(self, **inputs) -> torch.Tensor:
         """The model's logits at the positions ``logits_to_keep`` names: GPT-2's 50,257-wide head only where read."""
-        with torch.autocast(device().type, dtype=torch.bfloat16, enabled=self.precision == "bfloat16"):
+        with autocast(self.precision):
             return self.model(**inputs).logits.float()
 
     def context_lengths(self, ends: np.ndarray) -> np.ndarray:
@@ -243,6 +243,7 @@ def cached_predictions(entry: Entry, bars: pd.DataFrame, start: int, cache_dir: 
 
     Returns the frame and the prediction time per bar in milliseconds (as measured when computed).
     """
+    precision = resolve_precision(precision).name  # the cache names what ran, never "auto"
     options = f"{'-merged' if merge else ''}{f'-k{forecasts_per_pass}' if forecasts_per_pass > 1 else ''}" + (
         f"-{precision}" if precision != "float32" else "")
     path = Path(cache_dir) / f"{entry.name}-{entry.version}-{frame_fingerprint(bars)}-{start}{options}.csv"
