@@ -20,11 +20,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from llmsignal.backtests.metrics import FX, Calendar, period_returns
+from llmsignal.backtests.race import race_figure, race_html
 
 COLUMNS = ["method", "kind", "strategy", "mse", "mae", "relmae", "mase", "directional_accuracy", "da_base_rate",
            "da_pvalue", "sharpe", "total_return", "max_drawdown", "trades", "commission", "swap", "trainable_params",
-           "train_seconds", "val_loss", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
-           "predict_ms_per_bar_merged", "mse_vs_naive", "mse_vs_naive_low", "mse_vs_naive_high", "dm_stat",
+           "train_seconds", "val_loss", "lr", "steps_used", "best_step", "peak_memory_mb", "saved_mb",
+           "predict_ms_per_bar", "predict_ms_per_bar_merged", "mse_vs_naive", "mse_vs_naive_low", "mse_vs_naive_high",
+           "dm_stat",
            "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low", "da_ci_high", "sharpe_ci_low", "sharpe_ci_high",
            "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict"]
 BENCHMARK = "buy & hold"
@@ -311,7 +313,8 @@ def folds_html(folds: pd.DataFrame | None) -> str:
 def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts: dict[str, pd.DataFrame],
                     settings: dict, alerts: list[str], pretraining: dict | None,
                     folds: pd.DataFrame | None = None, losses: dict[str, list[float]] | None = None,
-                    threshold_bps: float | None = None, side_by_side_note: str = "") -> str:
+                    threshold_bps: float | None = None, side_by_side_note: str = "",
+                    race: dict[str, list[dict]] | None = None) -> str:
     """The comparison page: the answer first, a compact table, the full table collapsed, pictures, settings."""
     settings_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                             for k, v in settings.items())
@@ -319,6 +322,7 @@ def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts
     headline = "".join(f"<p>{html.escape(line)}</p>" for line in recommendation(table))
     losses_html = (f'<h2>Training and validation loss</h2><img src="{loss_figure(losses, table)}" alt="loss curves">'
                    if losses and any(losses.values()) else "")
+    losses_html += race_html(race, _png(race_figure(race))) if race else ""
     return render("comparison.html", style=template("comparison.css"), script=template("sort.js"), warnings=warns,
                   headline=headline, summary=summary_table(table), metrics=metrics_table(table),
                   folds=folds_html(folds), pretraining=pretraining_html(pretraining), losses=losses_html,
@@ -330,7 +334,7 @@ def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts
 def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series], benchmark: pd.Series,
                  forecasts: dict[str, pd.DataFrame], settings: dict, alerts: list[str], pretraining: dict | None,
                  folds: pd.DataFrame | None = None, calendar: Calendar = FX, losses: dict | None = None,
-                 threshold_bps: float | None = None) -> None:
+                 threshold_bps: float | None = None, race: dict[str, list[dict]] | None = None) -> None:
     """Tearsheets (one per row of ``table``, keyed by its ``key`` column, and all side by side) and the page."""
     for key, row in table.set_index("key").iterrows():
         tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html",
@@ -345,5 +349,5 @@ def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series],
     tearsheet(pd.DataFrame({row["key"]: equities[row["key"]] for _, row in shown.iterrows()}), benchmark,
               f"every row that traded ({len(shown)})", out / "tearsheets" / "all.html", calendar)
     page = comparison_html(table, {**equities, BENCHMARK: benchmark}, forecasts, settings, alerts, pretraining, folds,
-                           losses, threshold_bps, note or "every row traded and is in it")
+                           losses, threshold_bps, note or "every row traded and is in it", race)
     (out / "comparison.html").write_text(page)

@@ -18,7 +18,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from llmsignal.finetune.precision import autocast, device
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 200
+    steps: int = 200  # the budget: every step is taken, or (with eval_every) the most early stopping may take
     batch_size: int = 16
     window: int = 49  # values per training window: context + the value to predict
     seed: int = 0
@@ -43,6 +43,9 @@ class TrainConfig:
     checkpoint_every: int = 50
     dropout: float | None = 0.0  # None keeps the model's own rates (GPT-2's 0.1), as pretraining does
     precision: str = "float32"  # "bfloat16": autocast, on a machine that computes it natively (see precision.py)
+    eval_every: int = 0  # >0: validation loss every this many steps, early stopping, the best weights kept
+    patience: int = 3  # evaluations without improvement before early stopping ends the training
+    lr_factors: tuple[float, ...] = (1.0,)  # the learning rates a search tries, as multiples of the method's own
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +60,9 @@ class TrainResult:
     val_loss: float
     tokens_per_second: float
     loss_history: list[float]  # the training loss of every step, for loss curves
+    steps_used: int = 0  # steps taken (fewer than the budget when early stopping ended the training)
+    best_step: int = 0  # the step whose weights were kept
+    val_curve: list[tuple[int, float, float]] = field(default_factory=list)  # (step, seconds, validation loss)
 
 
 def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -73,13 +79,42 @@ def sample_windows(bins: np.ndarray, window: int, count: int, rng: np.random.Gen
     return np.stack([bins[s:s + window] for s in starts])
 
 
+class EarlyStopping:
+    """Keeps the weights of the best validation loss seen; says stop after ``patience`` evaluations without one."""
+
+    def __init__(self, patience: int, state: dict | None = None) -> None:
+        self.patience = patience
+        state = state or {"best": float("inf"), "best_step": 0, "waited": 0, "curve": [], "weights": {}}
+        self.best, self.best_step, self.waited = state["best"], state["best_step"], state["waited"]
+        self.curve, self.weights = [tuple(point) for point in state["curve"]], state["weights"]
+
+    def observe(self, model: torch.nn.Module, step: int, seconds: float, val_loss: float) -> bool:
+        """Record the validation loss at ``step``; True when training should stop."""
+        self.curve.append((step, seconds, val_loss))
+        if val_loss < self.best:
+            self.best, self.best_step, self.waited = val_loss, step, 0
+            self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+            return False
+        self.waited += 1
+        return self.waited >= self.patience
+
+    def restore(self, model: torch.nn.Module) -> None:
+        model.load_state_dict(self.weights, strict=False)
+
+    def state(self) -> dict:
+        return {"best": self.best, "best_step": self.best_step, "waited": self.waited,
+                "curve": [list(point) for point in self.curve], "weights": self.weights}
+
+
 def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray], val_bins: list[np.ndarray],
           config: TrainConfig, lr: float, desc: str = "train",
           checkpoint: Callable[[int, dict], None] | None = None, resume: dict | None = None) -> TrainResult:
     """Train ``model``'s trainable weights on windows drawn from the series in ``train_bins``.
 
-    ``checkpoint(step, state)`` is called every ``config.checkpoint_every`` steps
-    with what ``resume`` needs to continue from that step.
+    With ``config.eval_every`` the validation loss (on ``val_bins`` only) is measured before the first
+    step and every ``eval_every`` steps; training stops after ``patience`` measurements without a new best,
+    and the best weights are put back. ``checkpoint(step, state)`` is called every
+    ``config.checkpoint_every`` steps with what ``resume`` needs to continue from that step.
     """
     dev = device()
     model.to(dev).train()
@@ -92,7 +127,7 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
     weights = np.array([len(b) for b in series], dtype=float)
     optimizer = make_optimizer(params, lr, config.weight_decay) if params else None
     schedule = _cosine(lr, config.warmup, config.steps)
-    start = 0
+    start, stopping = 0, EarlyStopping(config.patience, resume and resume.get("early_stopping"))
     if resume:
         model.load_state_dict(resume["model"], strict=False)
         optimizer.load_state_dict(resume["optimizer"])
@@ -100,12 +135,14 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
         torch.set_rng_state(resume["torch_rng"])
         start = resume["step"]
     history = list(resume.get("losses", [])) if resume else []
-    loss_value, tokens = float("nan"), 0
+    loss_value, tokens, step = float("nan"), 0, start
     memory = PeakMemory(dev)
-    began = time.perf_counter()
+    began = time.perf_counter() - (resume.get("seconds", 0.0) if resume else 0.0)
     with memory, float32_attention(model, config.precision), tqdm(
             range(start, config.steps if params else start), desc=desc, unit="step", initial=start,
             total=config.steps, leave=False) as bar:
+        if config.eval_every and params and start == 0:
+            stopping.observe(model, 0, 0.0, _validation_loss(model, table, val_bins, config))
         for step in bar:
             pick = rng.choice(len(series), size=config.batch_size, p=weights / weights.sum())
             batch = np.stack([sample_windows(series[i], config.window, 1, rng)[0] for i in pick])
@@ -122,18 +159,34 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
             history.append(loss_value)
             elapsed = time.perf_counter() - began
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")
+            if config.eval_every and (step + 1) % config.eval_every == 0 and stopping.observe(
+                    model, step + 1, elapsed, _validation_loss(model, table, val_bins, config)):
+                step += 1
+                break
             if checkpoint and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
                 checkpoint(step + 1, {"model": {n: p.detach() for n, p in model.named_parameters()
                                                 if p.requires_grad},
                                       "optimizer": optimizer.state_dict(),
                                       "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                                      "step": step + 1, "losses": list(history)})
+                                      "step": step + 1, "losses": list(history), "seconds": elapsed,
+                                      "early_stopping": stopping.state()})
+        else:
+            step = config.steps if params else start
+    if stopping.weights:
+        stopping.restore(model)
     seconds = time.perf_counter() - began
     return TrainResult(
         trainable_params=count_trainable(model), train_seconds=seconds, peak_memory_mb=memory.peak_mb,
         final_loss=loss_value, val_loss=evaluate(model, table, val_bins, config),
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0, loss_history=history,
+        steps_used=step, best_step=stopping.best_step if stopping.weights else step, val_curve=stopping.curve,
     )
+
+
+def _validation_loss(model: torch.nn.Module, table: TokenTable, bins: list[np.ndarray], config: TrainConfig) -> float:
+    loss = evaluate(model, table, bins, config)
+    model.train()
+    return loss
 
 
 @torch.no_grad()

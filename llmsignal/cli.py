@@ -32,6 +32,7 @@ from llmsignal.finetune.precision import PRECISIONS, PrecisionError
 from llmsignal.models.predictor import PredictionError
 from llmsignal.models.registry import RegistryError
 from llmsignal.models.server import ServeError
+from llmsignal.run import BUDGETS
 from llmsignal.strategies import StrategyError
 from llmsignal.sweep import SweepError
 from llmsignal.tracking import TrackingError
@@ -78,7 +79,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base", default="embedded", help="embedded (default), gpt2, or a model folder")
     parser.add_argument("--registry", type=Path, default=Path("registry"), help="registry folder")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=positive_int, help="training steps per method (default 200; 6 with --quick)")
+    parser.add_argument("--steps", type=positive_int,
+                        help="training steps per method: with --budget steps, every one is taken (default 200); "
+                             "with --budget converged, the most a search may take (default 1000; 6 with --quick)")
+    parser.add_argument("--budget", choices=BUDGETS, default="converged",
+                        help="converged (default): a learning-rate search per method with early stopping on the "
+                             "validation split; steps: the same fixed steps for every method (equal compute)")
     parser.add_argument("--test", type=float, default=0.2, help="fraction of bars in the test split")
     parser.add_argument("--val", type=float, default=0.1, help="fraction of bars in the validation split")
     parser.add_argument("--quick", action="store_true", help="the whole pipeline on tiny budgets")
@@ -274,7 +280,8 @@ def run_config(args: argparse.Namespace):
         raise MethodError(f"--methods {args.methods!r} names no method; give some of {', '.join(METHODS)}, or all")
     params = _method_params(args.param)
     return RunConfig(data=args.data, methods=methods, base=args.base, registry=args.registry, out=args.out,
-                       quick=args.quick, seed=args.seed, steps=args.steps, test=args.test, val=args.val,
+                       quick=args.quick, seed=args.seed, steps=args.steps, budget=args.budget, test=args.test,
+                       val=args.val,
                        method_params={m: p for m, p in params.items() if m in methods},
                        strategies=_strategies(args), force=args.force, resume=args.resume,
                        walk_forward=args.walk_forward, rolling=args.rolling,
@@ -296,7 +303,7 @@ def _train(args: argparse.Namespace) -> int:
                                                    f"{method.name}"
     check_name(name)  # before any data is read or anything trained
     config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps,
-                       precision=args.precision)
+                       budget=args.budget, precision=args.precision)
     source = args.data or DEFAULT_SOURCE
     warn_precision(config.number_format())
     split = split_bars(load_bars(args.data), args.test, args.val, config.context, source=source)

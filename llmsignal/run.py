@@ -37,6 +37,10 @@ from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
 from llmsignal.tracking import Tracking
 
 DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
+BUDGETS = ("converged", "steps")
+# --budget converged: each method's learning rate times these, early stopping on the validation loss
+SEARCH = {"lr_factors": (1.0, 3.0, 10.0), "eval_every": 25, "patience": 4, "steps": 1000}
+QUICK_SEARCH = {"lr_factors": (1.0, 3.0), "eval_every": 2, "patience": 2, "steps": 6}
 QUICK_FORECASTS_PER_PASS = 16  # --quick is a smoke test: shared windows make its predict stage ~10x shorter
 
 
@@ -49,7 +53,8 @@ class RunConfig:
     out: Path = Path("runs/latest")
     quick: bool = False
     seed: int = 0
-    steps: int | None = None
+    steps: int | None = None  # fixed steps (budget "steps") or the most a search may take (budget "converged")
+    budget: str = "converged"
     batch_size: int = 16
     test: float = 0.2
     val: float = 0.1
@@ -77,10 +82,23 @@ class RunConfig:
         return resolve_precision(self.precision)
 
     def train_config(self) -> TrainConfig:
-        steps = self.steps if self.steps is not None else (6 if self.quick else 200)
+        search = {} if self.budget == "steps" else dict(QUICK_SEARCH if self.quick else SEARCH)
+        default = search.pop("steps", 6 if self.quick else 200)
+        steps = self.steps if self.steps is not None else default
         return TrainConfig(steps=steps, batch_size=4 if self.quick else self.batch_size,
                            window=self.context + 1, seed=self.seed, warmup=min(10, max(1, steps // 5)),
-                           precision=self.number_format().name)
+                           precision=self.number_format().name, **search)
+
+    def describe_budget(self) -> str:
+        """The budget policy in words, for the page's settings."""
+        train = self.train_config()
+        if self.budget == "steps":
+            return f"steps: {train.steps} steps for every method at its own default learning rate (equal compute)"
+        factors = ", ".join(f"{f:g}" for f in train.lr_factors)
+        return (f"converged: learning rates of {factors} times each method's default, each trained until its "
+                f"validation loss (every {train.eval_every} steps) stops improving for {train.patience} checks, "
+                f"at most {train.steps} steps; the best rate and step chosen on the validation split; the whole "
+                "search counts in train seconds")
 
     def prediction_options(self) -> dict[str, int | str]:
         """``cached_predictions``' keyword arguments: what this run asked for, or its default."""
@@ -106,6 +124,7 @@ class Forecaster:
     forecasts: pd.DataFrame
     cost: dict = field(default_factory=dict)
     losses: list[float] = field(default_factory=list)  # the training loss per step (first split's entry)
+    race: list[dict] = field(default_factory=list)  # the learning rates its search tried (first split's entry)
 
 
 def run(config: RunConfig) -> pd.DataFrame:
@@ -164,7 +183,7 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
     """Tune ``method`` on each split (one, or one per walk-forward fold) and forecast its test bars."""
     registry = entry_registry(config.registry)
     stem = Path(config.data).stem.lower() if config.data else "eurusd"
-    forecasts, costs, losses = [], [], []
+    forecasts, costs, losses, races = [], [], [], []
     for split in splits:
         with timings.stage("train"):
             entry, trained = train_entry(split, base, method, registry, f"{stem}-{method.name}",
@@ -176,17 +195,22 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
                                                    **config.prediction_options())
             forecasts.append(frame)
             losses.append(entry.metadata.get("loss_history") or [])
-            costs.append({**entry.metadata["cost"], "predict_ms_per_bar": ms_per_bar, "entry": entry.ref,
+            races.append(entry.metadata.get("search") or [])
+            costs.append({**entry.metadata["cost"], "lr": entry.metadata["lr"],
+                          "predict_ms_per_bar": ms_per_bar, "entry": entry.ref,
                           "predict_ms_per_bar_merged": _merged_latency(entry, split, cache, config),
                           "trained_now": trained})
     cost = pd.DataFrame(costs)
     summary = {"trainable_params": cost["trainable_params"].iloc[0], "train_seconds": cost["train_seconds"].sum(),
-               "val_loss": cost["val_loss"].mean(), "peak_memory_mb": cost["peak_memory_mb"].max(),
+               "val_loss": cost["val_loss"].mean(), "lr": ", ".join(f"{lr:.2g}" for lr in cost["lr"]),
+               "steps_used": cost.get("steps_used", pd.Series(dtype=float)).mean(),
+               "best_step": cost.get("best_step", pd.Series(dtype=float)).mean(),
+               "peak_memory_mb": cost["peak_memory_mb"].max(),
                "saved_mb": cost["saved_mb"].iloc[0],
                "predict_ms_per_bar": cost["predict_ms_per_bar"].mean(),
                "predict_ms_per_bar_merged": cost["predict_ms_per_bar_merged"].mean(),
                "entry": ",".join(cost["entry"]), "trained_now": bool(cost["trained_now"].any())}
-    return Forecaster(method.name, "llm", pd.concat(forecasts), summary, losses[0])
+    return Forecaster(method.name, "llm", pd.concat(forecasts), summary, losses[0], races[0])
 
 
 def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunConfig,
@@ -207,8 +231,8 @@ def _track(config: RunConfig, table: pd.DataFrame, forecasters: list[Forecaster]
     """The comparison as an MLflow parent run, each row (method x strategy) a child with its loss curve."""
     settings = json.loads((config.out / "settings.json").read_text())
     train = config.train_config()
-    budget = {"steps": train.steps, "batch_size": train.batch_size, "seed": config.seed}
-    hyper = {m.name: {**m.params, "lr": m.lr} for m in methods}
+    budget = {"budget": config.budget, "steps": train.steps, "batch_size": train.batch_size, "seed": config.seed}
+    hyper = {m.name: m.params for m in methods}  # the learning rate is a column: the search chose it
     strategy_params = {label: params for label, _, params in config.strategies}
     losses = {f.name: f.losses for f in forecasters}
     children = [{"name": row["key"], "row": row.to_dict(), "losses": losses.get(row["method"]),
@@ -260,7 +284,7 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                    else {}),
                 "base": f"{base.spec} ({base.fingerprint})",
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
-                "train steps": train.steps, "batch size": train.batch_size, "seed": config.seed,
+                "budget": config.describe_budget(), "batch size": train.batch_size, "seed": config.seed,
                 "precision": config.number_format().describe(),
                 "forecasts": _forecast_setting(config),
                 THRESHOLD_SETTING: _threshold(config),
@@ -282,5 +306,7 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
     forecasts = {f.name: f.forecasts for f in forecasters}
     losses = {f.name: f.losses for f in forecasters if f.losses}
     (out / "losses.json").write_text(json.dumps(losses))
+    race = {f.name: f.race for f in forecasters if f.race}
+    (out / "race.json").write_text(json.dumps(race))
     write_report(out, table, equities, benchmark, forecasts, settings, warnings,
-                 pretraining_question(table, forecasts), folds, calendar, losses, _threshold(config))
+                 pretraining_question(table, forecasts), folds, calendar, losses, _threshold(config), race)

@@ -20,7 +20,7 @@ The CONFIG file (YAML or JSON)::
       - ThresholdStrategy
       - {spec: ProbabilityStrategy, params: {dead_zone: 0.1}, name: prob60}
     base: embedded                        # embedded, gpt2 or a model folder
-    budget: {steps: 6, batch_size: 4, quick: true}
+    budget: {steps: 6, batch_size: 4, quick: true, policy: converged}   # policy: converged (default) or steps
 
 A trial is one method, seed, hyper-parameter setting and data set, run by ``llmsignal.run.run`` into
 ``OUT/trials/<id>/`` (its comparison outputs, ``log.txt`` and ``result.json``); every strategy is backtested in
@@ -57,7 +57,7 @@ from llmsignal.backtests.report import render, template
 
 DEFAULT_DATA = "EURUSD"
 KEYS = ("methods", "seeds", "params", "data", "strategies", "base", "budget")
-BUDGET_KEYS = ("steps", "batch_size", "quick")
+BUDGET_KEYS = ("steps", "batch_size", "quick", "policy")
 METRICS = ["mse", "mae", "relmae", "mase", "directional_accuracy", "sharpe", "total_return", "max_drawdown", "trades",
            "commission", "swap", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
            "predict_ms_per_bar", "dm_pvalue", "verdict"]
@@ -84,7 +84,7 @@ class Trial:
     data: str  # an absolute path, or DEFAULT_DATA
     strategies: list[dict[str, Any]]  # {"label", "spec", "params"}, params already typed
     base: str = "embedded"
-    budget: dict[str, Any] = field(default_factory=dict)  # RunConfig's steps, batch_size, quick
+    budget: dict[str, Any] = field(default_factory=dict)  # RunConfig's steps, batch_size, quick, budget (policy)
 
     @property
     def id(self) -> str:
@@ -268,6 +268,12 @@ def _budget(raw: Any) -> dict[str, Any]:
         if not isinstance(raw["quick"], bool):
             raise SweepError(f"budget.quick: expected true or false, got {raw['quick']!r}")
         budget["quick"] = raw["quick"]
+    if "policy" in raw:
+        from llmsignal.run import BUDGETS
+
+        if raw["policy"] not in BUDGETS:
+            raise SweepError(f"budget.policy: expected one of {', '.join(BUDGETS)}, got {raw['policy']!r}")
+        budget["budget"] = raw["policy"]
     return budget
 
 

@@ -36,7 +36,8 @@ from llmsignal.finetune.methods import (
     merge_for_serving,
     trainable_state,
 )
-from llmsignal.finetune.train import TrainConfig, train
+from llmsignal.finetune.search import search
+from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.registry import Entry, Registry, RegistryError, check_name
 
 WEIGHTS = "weights.safetensors"  # the trained tensors of methods that are not a peft or whole-model folder
@@ -123,7 +124,6 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
     except ValueError as err:
         raise DataError(f"{data_source}: {err} in the training split") from None
     table = TokenTable(base.tokenizer)
-    model = get_model(base.model, method, seed=config.seed)
     checkpoints = registry.root / ".checkpoints"
     checkpoint_path = checkpoints / f"{name}-{key}.pt"
     state = _read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
@@ -134,19 +134,23 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
         torch.save(snapshot, tmp)
         os.replace(tmp, checkpoint_path)
 
-    result = train(model, table, [codec.to_bins(split.train["close"].to_numpy())],
+    found = search(lambda: get_model(base.model, method, seed=config.seed), table,
+                   [codec.to_bins(split.train["close"].to_numpy())],
                    [codec.to_bins(split.bars["close"].to_numpy()[split.val_start - 1:split.test_start])],
-                   config, lr=method.lr, desc=f"train {method.name}", checkpoint=save_checkpoint, resume=state)
+                   config, [method.lr * f for f in config.lr_factors], desc=f"train {method.name}",
+                   checkpoint=save_checkpoint, resume=state)
+    model, result = found.model, found.result
     with tempfile.TemporaryDirectory() as tmp:
         files = _write_model(model, method, base, Path(tmp))
         metadata = {
-            "format": ENTRY_FORMAT, "method": method.name, "method_params": method.params, "lr": method.lr,
+            "format": ENTRY_FORMAT, "method": method.name, "method_params": method.params, "lr": found.lr,
             "base": base.spec, "base_fingerprint": base.fingerprint, "codec": codec.to_dict(),
             "data": data_source, "data_fingerprint": frame_fingerprint(split.bars), "split": split.dates(),
             "train_config": config.to_dict(), "request_key": key,
-            "cost": {**{k: v for k, v in asdict(result).items() if k != "loss_history"},
+            "cost": {**{k: v for k, v in asdict(result).items() if k not in ("loss_history", "val_curve")},
                      "saved_mb": sum(f.stat().st_size for f in files.values()) / 2**20},
             "loss_history": result.loss_history,
+            "search": [asdict(trial) for trial in found.trials],
         }
         entry = registry.save(name, files, metadata)
     checkpoint_path.unlink(missing_ok=True)

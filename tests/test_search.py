@@ -1,0 +1,135 @@
+"""The fair race: a learning-rate search with early stopping, judged on the validation split alone."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from llmsignal.data import load_bars
+from llmsignal.finetune.bars import split_bars
+from llmsignal.finetune.base import load_base
+from llmsignal.finetune.codec import TokenTable
+from llmsignal.finetune.methods import get_model, make_method
+from llmsignal.finetune.train import TrainConfig, evaluate, train
+from llmsignal.models.entries import train_entry
+from llmsignal.models.registry import Registry
+from llmsignal.run import RunConfig, run
+from tests.conftest import TINY_CONTEXT, synthetic_bars
+
+SEARCH = TrainConfig(steps=12, batch_size=4, window=TINY_CONTEXT + 1, eval_every=2, patience=2,
+                     lr_factors=(1.0, 30.0), checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def bars_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("search") / "bars.csv"
+    synthetic_bars(400).to_csv(path)
+    return path
+
+
+def _split(path):
+    return split_bars(load_bars(path), context=TINY_CONTEXT, source=str(path))
+
+
+def test_early_stopping_keeps_the_weights_of_the_best_validation_loss(tiny_base):
+    base = load_base(tiny_base)
+    table, bins = TokenTable(base.tokenizer), np.random.default_rng(0).integers(30, 70, 400)
+    model = get_model(base.model, make_method("full"))
+    config = TrainConfig(steps=40, batch_size=4, window=17, eval_every=2, patience=2)
+    result = train(model, table, [bins], [bins[:200]], config, lr=0.05)  # a rate high enough to overshoot
+    losses = [loss for _, _, loss in result.val_curve]
+    assert result.steps_used < config.steps  # stopped early
+    assert result.best_step == result.val_curve[int(np.argmin(losses))][0]
+    assert result.val_loss == pytest.approx(min(losses), abs=1e-6)
+    assert evaluate(model, table, [bins[:200]], config) == pytest.approx(min(losses), abs=1e-6)
+    assert [step for step, _, _ in result.val_curve] == list(range(0, result.steps_used + 1, 2))
+
+
+def test_no_choice_of_the_search_reads_a_test_bar(bars_file, tmp_path, tiny_base):
+    """Every test bar changed: the same learning rate, the same step, the same validation curves."""
+    frame = pd.read_csv(bars_file, index_col=0)
+    split = _split(bars_file)
+    changed = frame.copy()
+    test_rows = changed.index[split.test_start:]
+    noise = np.exp(np.random.default_rng(1).normal(0, 0.01, len(test_rows)))
+    for column in ("Open", "High", "Low", "Close"):
+        changed.loc[test_rows, column] *= noise
+    changed["High"] = changed[["Open", "High", "Low", "Close"]].max(axis=1)
+    changed["Low"] = changed[["Open", "High", "Low", "Close"]].min(axis=1)
+    changed_path = tmp_path / "changed.csv"
+    changed.to_csv(changed_path)
+    other = _split(changed_path)
+    assert not np.allclose(other.test["close"], split.test["close"])
+    base, method = load_base(tiny_base), make_method("lora")
+    entries = [train_entry(s, base, method, Registry(tmp_path / name), "m", SEARCH, "x", TINY_CONTEXT)[0]
+               for s, name in ((split, "a"), (other, "b"))]
+    first, second = (e.metadata for e in entries)
+    assert first["request_key"] != second["request_key"]  # different data, so a different request
+    assert first["lr"] == second["lr"]
+    assert first["cost"]["best_step"] == second["cost"]["best_step"]
+    def curves(meta):  # (step, validation loss) of every rate tried; seconds differ from run to run
+        return [[(step, loss) for step, _, loss in t["val_curve"]] for t in meta["search"]]
+
+    assert curves(first) == curves(second)
+
+
+def test_the_search_records_every_rate_and_keeps_the_best(bars_file, tmp_path, tiny_base):
+    entry, _ = train_entry(_split(bars_file), load_base(tiny_base), make_method("lora"), Registry(tmp_path), "m",
+                           SEARCH, "x", TINY_CONTEXT)
+    trials = entry.metadata["search"]
+    assert [t["lr"] for t in trials] == [pytest.approx(2e-3), pytest.approx(6e-2)]
+    best = min(trials, key=lambda t: t["val_loss"])
+    assert entry.metadata["lr"] == best["lr"]
+    assert entry.metadata["cost"]["val_loss"] == pytest.approx(best["val_loss"], abs=1e-6)
+    assert entry.metadata["cost"]["train_seconds"] == pytest.approx(sum(t["seconds"] for t in trials))
+
+
+def test_an_interrupted_search_continues_to_the_same_entry(bars_file, tmp_path, tiny_base, monkeypatch):
+    split, base, method = _split(bars_file), load_base(tiny_base), make_method("full")
+    reference, _ = train_entry(split, base, method, Registry(tmp_path / "a"), "m", SEARCH, "x", TINY_CONTEXT)
+    steps = sum(t["steps_used"] for t in reference.metadata["search"])
+    registry = Registry(tmp_path / "b")
+    real_step, calls = torch.optim.AdamW.step, []
+
+    def interrupted_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == steps - 2:  # in the second learning rate's training
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        train_entry(split, base, method, registry, "m", SEARCH, "x", TINY_CONTEXT)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert registry.versions("m") == []
+    resumed, trained = train_entry(split, base, method, registry, "m", SEARCH, "x", TINY_CONTEXT, resume=True)
+    assert trained
+    assert resumed.metadata["lr"] == reference.metadata["lr"]
+    assert [t["best_step"] for t in resumed.metadata["search"]] == [t["best_step"] for t in
+                                                                    reference.metadata["search"]]
+    expected, got = load_file(reference.file("model.safetensors")), load_file(resumed.file("model.safetensors"))
+    for name, tensor in expected.items():
+        torch.testing.assert_close(got[name], tensor)
+    again, trained = train_entry(split, base, method, registry, "m", SEARCH, "x", TINY_CONTEXT)
+    assert not trained and again.ref == resumed.ref  # the same request reuses its entry
+
+
+@pytest.mark.parametrize("budget", ["converged", "steps"])
+def test_the_page_names_the_budget_and_shows_the_race(budget, bars_file, tmp_path, tiny_base):
+    config = RunConfig(data=str(bars_file), methods=["lora", "adapter"], base=tiny_base, quick=True, budget=budget,
+                       context=TINY_CONTEXT, registry=tmp_path / "reg", out=tmp_path / "out")
+    table = run(config).set_index("method")
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    page = (tmp_path / "out" / "comparison.html").read_text()
+    assert settings["budget"].startswith(budget)
+    assert {"lr", "steps_used", "best_step"} <= set(table.columns)
+    if budget == "converged":
+        assert "The training race" in page
+        assert set(json.loads((tmp_path / "out" / "race.json").read_text())) == {"lora", "adapter"}
+        assert table.loc["lora", "steps_used"] <= 6
+    else:
+        assert "The training race" not in page
+        assert table.loc["lora", "steps_used"] == 6 and table.loc["lora", "lr"] == "0.002"
