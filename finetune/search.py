@@ -1,21 +1,22 @@
 """A learning-rate search with early stopping, judged on the validation split alone.
 
     >>> found = search(lambda: get_model(base.model, method), table, train_bins, val_bins,
-    ...                TrainConfig(steps=600, eval_every=25), lrs=[6.7e-4, 2e-3, 6e-3])  # doctest: +SKIP
+    ...                TrainConfig(steps=1000, eval_every=25, probe_steps=50),
+    ...                lrs=[2e-3, 6e-3, 2e-2])  # doctest: +SKIP
     >>> found.lr, found.result.best_step, [t.val_loss for t in found.trials]  # doctest: +SKIP
 
-Each learning rate trains a fresh copy of the model (the same seed, so the same windows in the same
-order) until its validation loss stops improving; the rate whose best validation loss is lowest wins,
-with the weights of its best step. Nothing here reads a test bar: the caller passes training and
-validation series only. A search of one rate without ``eval_every`` is plain training for a fixed
-number of steps.
+Every rate trains a fresh copy of the model (the same seed, so the same windows in the same order)
+for ``probe_steps`` (or to the end, when 0); the rate with the lowest validation loss so far then
+continues from where its probe paused until its validation loss stops improving, and its best step's
+weights are kept. The losing probes cost ``probe_steps`` each, so a search where nothing is learnable ends soon. Nothing
+here reads a test bar: the caller passes training and validation series only. A search of one rate
+is plain training (with early stopping if ``eval_every`` is set).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from functools import partial
 
 import numpy as np
 import torch
@@ -28,7 +29,7 @@ from llmsignal.finetune.train import TrainConfig, TrainResult, train
 @dataclass
 class Trial:
     lr: float
-    val_loss: float
+    val_loss: float  # the best validation loss it reached
     steps_used: int
     best_step: int
     seconds: float
@@ -46,38 +47,63 @@ class SearchResult:
 def search(make_model: Callable[[], torch.nn.Module], table: TokenTable, train_bins: list[np.ndarray],
            val_bins: list[np.ndarray], config: TrainConfig, lrs: list[float], desc: str = "train",
            checkpoint: Callable[[int, dict], None] | None = None, resume: dict | None = None) -> SearchResult:
-    """Train one model per learning rate in ``lrs`` and keep the one with the lowest validation loss.
+    """Probe every rate in ``lrs``, then train the best to convergence; see the module's docstring.
 
-    ``checkpoint``/``resume`` work as in ``train``, across the whole search: finished rates are not
-    trained again, and the rate in progress continues from its last checkpoint.
+    ``checkpoint``/``resume`` work as in ``train``, across the whole search: finished probes are not
+    trained again, and the training in progress continues from its last checkpoint.
     """
-    state = resume or {"trial": 0, "done": [], "kept": {}, "train": None}
-    trials = [Trial(**t) for t in state["done"]]
-    progress = {"kept": state["kept"]}  # the best rate's weights so far, which a checkpoint carries
-    results: dict[int, TrainResult] = {}
+    state = resume or {"probes": [], "train": None}
+    probes: list[dict] = list(state["probes"])  # per finished probe: its trial, and its paused state or weights
 
-    def save(step: int, snapshot: dict | None, trial: int) -> None:
-        checkpoint(step, {"trial": trial, "done": [asdict(t) for t in trials], "kept": progress["kept"],
-                          "train": snapshot})
+    def save(step: int, snapshot: dict) -> None:
+        checkpoint(step, {"probes": probes, "train": snapshot})
 
-    for i in range(state["trial"], len(lrs)):
+    def run(lr: float, label: str, until: int | None, resume_from: dict | None) -> tuple[torch.nn.Module,
+                                                                                        TrainResult, dict]:
+        model, paused = make_model(), {}
+
+        def keep(step: int, snapshot: dict) -> None:
+            if until is not None and step >= until:
+                paused.update(snapshot)
+            if checkpoint:
+                save(step, snapshot)
+
+        result = train(model, table, train_bins, val_bins, config, lr, label, keep, resume_from, until)
+        return model, result, paused
+
+    finished: dict[int, TrainResult] = {}
+    for i in range(len(probes), len(lrs) if len(lrs) > 1 else 0):
+        model, result, paused = run(lrs[i], f"{desc} lr {lrs[i]:.2g}", config.probe_steps or config.steps,
+                                    state["train"] if i == len(state["probes"]) else None)
+        probes.append({"trial": asdict(_trial(lrs[i], result)), "paused": paused or None,
+                       "weights": None if paused else _weights(model)})
+        finished[i] = result
+        state["train"] = None
+        if checkpoint:
+            save(0, None)
+    trials = [Trial(**p["trial"]) for p in probes]
+    best = int(np.argmin([_score(t.val_loss) for t in trials])) if trials else 0
+    lr = lrs[best]
+    if trials and probes[best]["paused"] is None:  # the best rate stopped early within its probe: done
         model = make_model()
-        result = train(model, table, train_bins, val_bins, config, lrs[i],
-                       f"{desc} lr {lrs[i]:.2g}" if len(lrs) > 1 else desc,
-                       partial(save, trial=i) if checkpoint else None, state["train"] if i == state["trial"] else None)
-        if not trials or _score(result.val_loss) < min(_score(t.val_loss) for t in trials):
-            progress["kept"] = {n: t.detach().clone() for n, t in trainable_state(model).items()}
-        trials.append(Trial(lrs[i], result.val_loss, result.steps_used, result.best_step, result.train_seconds,
-                            result.val_curve))
-        results[i] = result
-        if checkpoint and i + 1 < len(lrs):
-            save(0, None, i + 1)
-    winner = int(np.argmin([_score(t.val_loss) for t in trials]))
-    model = make_model()
-    model.load_state_dict(progress["kept"], strict=False)
-    result = results.get(winner) or _result_from(trials[winner], results)
-    result.train_seconds = sum(t.seconds for t in trials)
-    return SearchResult(model, trials[winner].lr, result, trials)
+        model.load_state_dict(probes[best]["weights"], strict=False)
+        result = finished.get(best) or _result(trials[best], model)
+    else:
+        from_probe = probes[best]["paused"] if trials else None
+        model, result, _ = run(lr, f"{desc} lr {lr:.2g}" if trials else desc, None, state["train"] or from_probe)
+        if trials:
+            trials[best] = _trial(lr, result)
+    result.train_seconds = sum(t.seconds for t in trials) if trials else result.train_seconds
+    return SearchResult(model, lr, result, trials or [_trial(lr, result)])
+
+
+def _trial(lr: float, result: TrainResult) -> Trial:
+    return Trial(lr, result.val_loss, result.steps_used, result.best_step, result.train_seconds,
+                 [tuple(point) for point in result.val_curve])
+
+
+def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: t.detach().clone() for n, t in trainable_state(model).items()}
 
 
 def _score(val_loss: float) -> float:
@@ -85,10 +111,9 @@ def _score(val_loss: float) -> float:
     return val_loss if np.isfinite(val_loss) else np.inf
 
 
-def _result_from(trial: Trial, results: dict[int, TrainResult]) -> TrainResult:
-    """The winner's record when it was trained before an interruption: what its trial kept."""
-    any_result = next(iter(results.values()))
-    return TrainResult(trainable_params=any_result.trainable_params, train_seconds=trial.seconds,
-                       peak_memory_mb=max(r.peak_memory_mb for r in results.values()), final_loss=float("nan"),
-                       val_loss=trial.val_loss, tokens_per_second=any_result.tokens_per_second, loss_history=[],
+def _result(trial: Trial, model: torch.nn.Module) -> TrainResult:
+    """The record of a rate whose probe already ended in early stopping."""
+    return TrainResult(trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                       train_seconds=trial.seconds, peak_memory_mb=float("nan"), final_loss=float("nan"),
+                       val_loss=trial.val_loss, tokens_per_second=float("nan"), loss_history=[],
                        steps_used=trial.steps_used, best_step=trial.best_step, val_curve=trial.val_curve)

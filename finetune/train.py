@@ -46,6 +46,7 @@ class TrainConfig:
     eval_every: int = 0  # >0: validation loss every this many steps, early stopping, the best weights kept
     patience: int = 3  # evaluations without improvement before early stopping ends the training
     lr_factors: tuple[float, ...] = (1.0,)  # the learning rates a search tries, as multiples of the method's own
+    probe_steps: int = 0  # >0: every rate trains this far, and only the best continues until early stopping
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -108,13 +109,15 @@ class EarlyStopping:
 
 def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray], val_bins: list[np.ndarray],
           config: TrainConfig, lr: float, desc: str = "train",
-          checkpoint: Callable[[int, dict], None] | None = None, resume: dict | None = None) -> TrainResult:
+          checkpoint: Callable[[int, dict], None] | None = None, resume: dict | None = None,
+          until: int | None = None) -> TrainResult:
     """Train ``model``'s trainable weights on windows drawn from the series in ``train_bins``.
 
     With ``config.eval_every`` the validation loss (on ``val_bins`` only) is measured before the first
     step and every ``eval_every`` steps; training stops after ``patience`` measurements without a new best,
     and the best weights are put back. ``checkpoint(step, state)`` is called every
-    ``config.checkpoint_every`` steps with what ``resume`` needs to continue from that step.
+    ``config.checkpoint_every`` steps with what ``resume`` needs to continue from that step, and at
+    ``until``, where training pauses (the weights as they are, not the best) to be resumed later.
     """
     dev = device()
     model.to(dev).train()
@@ -135,12 +138,19 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
         torch.set_rng_state(resume["torch_rng"])
         start = resume["step"]
     history = list(resume.get("losses", [])) if resume else []
-    loss_value, tokens, step = float("nan"), 0, start
+    loss_value, tokens, done, stopped = float("nan"), 0, start, False
     memory = PeakMemory(dev)
     began = time.perf_counter() - (resume.get("seconds", 0.0) if resume else 0.0)
+
+    def snapshot(step: int) -> dict:
+        return {"model": {n: p.detach() for n, p in model.named_parameters() if p.requires_grad},
+                "optimizer": optimizer.state_dict(), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(), "step": step, "losses": list(history),
+                "seconds": time.perf_counter() - began, "early_stopping": stopping.state()}
+
+    end = min(until or config.steps, config.steps) if params else start
     with memory, float32_attention(model, config.precision), tqdm(
-            range(start, config.steps if params else start), desc=desc, unit="step", initial=start,
-            total=config.steps, leave=False) as bar:
+            range(start, end), desc=desc, unit="step", initial=start, total=config.steps, leave=False) as bar:
         if config.eval_every and params and start == 0:
             stopping.observe(model, 0, 0.0, _validation_loss(model, table, val_bins, config))
         for step in bar:
@@ -155,31 +165,28 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            loss_value, tokens = loss.item(), tokens + ids.numel()
+            loss_value, tokens, done = loss.item(), tokens + ids.numel(), step + 1
             history.append(loss_value)
             elapsed = time.perf_counter() - began
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")
-            if config.eval_every and (step + 1) % config.eval_every == 0 and stopping.observe(
-                    model, step + 1, elapsed, _validation_loss(model, table, val_bins, config)):
-                step += 1
+            if config.eval_every and done % config.eval_every == 0 and stopping.observe(
+                    model, done, elapsed, _validation_loss(model, table, val_bins, config)):
+                stopped = True
                 break
-            if checkpoint and (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
-                checkpoint(step + 1, {"model": {n: p.detach() for n, p in model.named_parameters()
-                                                if p.requires_grad},
-                                      "optimizer": optimizer.state_dict(),
-                                      "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                                      "step": step + 1, "losses": list(history), "seconds": elapsed,
-                                      "early_stopping": stopping.state()})
-        else:
-            step = config.steps if params else start
-    if stopping.weights:
+            if checkpoint and done % config.checkpoint_every == 0 and done < end:
+                checkpoint(done, snapshot(done))
+    paused = bool(params) and not stopped and done < config.steps
+    if paused and checkpoint:
+        checkpoint(done, snapshot(done))
+    if stopping.weights and not paused:
         stopping.restore(model)
     seconds = time.perf_counter() - began
+    val_loss = stopping.best if paused and stopping.weights else evaluate(model, table, val_bins, config)
     return TrainResult(
         trainable_params=count_trainable(model), train_seconds=seconds, peak_memory_mb=memory.peak_mb,
-        final_loss=loss_value, val_loss=evaluate(model, table, val_bins, config),
+        final_loss=loss_value, val_loss=val_loss,
         tokens_per_second=tokens / seconds if seconds > 0 else 0.0, loss_history=history,
-        steps_used=step, best_step=stopping.best_step if stopping.weights else step, val_curve=stopping.curve,
+        steps_used=done, best_step=stopping.best_step if stopping.weights else done, val_curve=stopping.curve,
     )
 
 

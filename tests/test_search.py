@@ -20,7 +20,7 @@ from llmsignal.run import RunConfig, run
 from tests.conftest import TINY_CONTEXT, synthetic_bars
 
 SEARCH = TrainConfig(steps=12, batch_size=4, window=TINY_CONTEXT + 1, eval_every=2, patience=2,
-                     lr_factors=(1.0, 30.0), checkpoint_every=2)
+                     lr_factors=(1.0, 30.0), probe_steps=4, checkpoint_every=2)
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +83,13 @@ def test_the_search_records_every_rate_and_keeps_the_best(bars_file, tmp_path, t
     assert [t["lr"] for t in trials] == [pytest.approx(2e-3), pytest.approx(6e-2)]
     best = min(trials, key=lambda t: t["val_loss"])
     assert entry.metadata["lr"] == best["lr"]
+    assert all(t["steps_used"] <= SEARCH.probe_steps for t in trials if t is not best)  # losers stop at the probe
     assert entry.metadata["cost"]["val_loss"] == pytest.approx(best["val_loss"], abs=1e-6)
     assert entry.metadata["cost"]["train_seconds"] == pytest.approx(sum(t["seconds"] for t in trials))
 
 
-def test_an_interrupted_search_continues_to_the_same_entry(bars_file, tmp_path, tiny_base, monkeypatch):
+@pytest.mark.parametrize("phase", ["probe", "final"])
+def test_an_interrupted_search_continues_to_the_same_entry(phase, bars_file, tmp_path, tiny_base, monkeypatch):
     split, base, method = _split(bars_file), load_base(tiny_base), make_method("full")
     reference, _ = train_entry(split, base, method, Registry(tmp_path / "a"), "m", SEARCH, "x", TINY_CONTEXT)
     steps = sum(t["steps_used"] for t in reference.metadata["search"])
@@ -96,7 +98,7 @@ def test_an_interrupted_search_continues_to_the_same_entry(bars_file, tmp_path, 
 
     def interrupted_step(self, *args, **kwargs):
         calls.append(1)
-        if len(calls) == steps - 2:  # in the second learning rate's training
+        if len(calls) == (SEARCH.probe_steps + 2 if phase == "probe" else steps - 1):
             raise KeyboardInterrupt
         return real_step(self, *args, **kwargs)
 
