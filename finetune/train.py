@@ -45,6 +45,7 @@ class TrainConfig:
     precision: str = "float32"  # "bfloat16": autocast, on a machine that computes it natively (see precision.py)
     eval_every: int = 0  # >0: validation loss every this many steps, early stopping, the best weights kept
     patience: int = 3  # evaluations without improvement before early stopping ends the training
+    min_delta: float = 1e-3  # the validation-loss fall (nats per token) that counts as an improvement
     lr_factors: tuple[float, ...] = (1.0,)  # the learning rates a search tries, as multiples of the method's own
     probe_steps: int = 0  # >0: every rate trains this far, and only the best continues until early stopping
 
@@ -81,10 +82,11 @@ def sample_windows(bins: np.ndarray, window: int, count: int, rng: np.random.Gen
 
 
 class EarlyStopping:
-    """Keeps the weights of the best validation loss seen; says stop after ``patience`` evaluations without one."""
+    """Keeps the weights of the best validation loss; says stop after ``patience`` evaluations that do not beat
+    it by ``min_delta`` (noise-sized gains on a flat curve would otherwise keep a hopeless training going)."""
 
-    def __init__(self, patience: int, state: dict | None = None) -> None:
-        self.patience = patience
+    def __init__(self, patience: int, min_delta: float = 0.0, state: dict | None = None) -> None:
+        self.patience, self.min_delta = patience, min_delta
         state = state or {"best": float("inf"), "best_step": 0, "waited": 0, "curve": [], "weights": {}}
         self.best, self.best_step, self.waited = state["best"], state["best_step"], state["waited"]
         self.curve, self.weights = [tuple(point) for point in state["curve"]], state["weights"]
@@ -92,7 +94,7 @@ class EarlyStopping:
     def observe(self, model: torch.nn.Module, step: int, seconds: float, val_loss: float) -> bool:
         """Record the validation loss at ``step``; True when training should stop."""
         self.curve.append((step, seconds, val_loss))
-        if val_loss < self.best:
+        if val_loss < self.best - self.min_delta:
             self.best, self.best_step, self.waited = val_loss, step, 0
             self.weights = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
             return False
@@ -130,7 +132,8 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
     weights = np.array([len(b) for b in series], dtype=float)
     optimizer = make_optimizer(params, lr, config.weight_decay) if params else None
     schedule = _cosine(lr, config.warmup, config.steps)
-    start, stopping = 0, EarlyStopping(config.patience, resume and resume.get("early_stopping"))
+    start, stopping = 0, EarlyStopping(config.patience, config.min_delta,
+                                                 resume and resume.get("early_stopping"))
     if resume:
         model.load_state_dict(resume["model"], strict=False)
         optimizer.load_state_dict(resume["optimizer"])

@@ -13,7 +13,7 @@ from llmsignal.finetune.bars import split_bars
 from llmsignal.finetune.base import load_base
 from llmsignal.finetune.codec import TokenTable
 from llmsignal.finetune.methods import get_model, make_method
-from llmsignal.finetune.train import TrainConfig, evaluate, train
+from llmsignal.finetune.train import EarlyStopping, TrainConfig, evaluate, train
 from llmsignal.models.entries import train_entry
 from llmsignal.models.registry import Registry
 from llmsignal.run import RunConfig, run
@@ -38,7 +38,7 @@ def test_early_stopping_keeps_the_weights_of_the_best_validation_loss(tiny_base)
     base = load_base(tiny_base)
     table, bins = TokenTable(base.tokenizer), np.random.default_rng(0).integers(30, 70, 400)
     model = get_model(base.model, make_method("full"))
-    config = TrainConfig(steps=40, batch_size=4, window=17, eval_every=2, patience=2)
+    config = TrainConfig(steps=40, batch_size=4, window=17, eval_every=2, patience=2, min_delta=0.0)
     result = train(model, table, [bins], [bins[:200]], config, lr=0.05)  # a rate high enough to overshoot
     losses = [loss for _, _, loss in result.val_curve]
     assert result.steps_used < config.steps  # stopped early
@@ -46,6 +46,15 @@ def test_early_stopping_keeps_the_weights_of_the_best_validation_loss(tiny_base)
     assert result.val_loss == pytest.approx(min(losses), abs=1e-6)
     assert evaluate(model, table, [bins[:200]], config) == pytest.approx(min(losses), abs=1e-6)
     assert [step for step, _, _ in result.val_curve] == list(range(0, result.steps_used + 1, 2))
+
+
+def test_gains_smaller_than_min_delta_do_not_keep_a_flat_training_going():
+    model = torch.nn.Linear(2, 2)
+    stopping = EarlyStopping(patience=2, min_delta=0.01)
+    stops = [stopping.observe(model, step, 0.0, loss) for step, loss in enumerate([1.0, 0.995, 0.992])]
+    assert stops == [False, False, True]
+    assert (stopping.best, stopping.best_step) == (1.0, 0)
+    assert not EarlyStopping(patience=2, min_delta=0.01).observe(model, 0, 0.0, 1.0)
 
 
 def test_no_choice_of_the_search_reads_a_test_bar(bars_file, tmp_path, tiny_base):
