@@ -24,13 +24,14 @@ from scipy import stats
 from llmsignal.backtests.metrics import FX, Calendar, period_returns
 
 COLUMNS = ["method", "kind", "strategy", "mse", "mae", "relmae", "mase", "directional_accuracy", "da_base_rate",
-           "da_pvalue", "log_score", "crps", "coverage_90", "calibration_error", "qlike", "sharpe", "total_return",
-           "max_drawdown", "trades", "commission", "swap", "trainable_params", "train_seconds", "val_loss",
-           "peak_memory_mb", "saved_mb", "predict_ms_per_bar", "predict_ms_per_bar_merged", "mse_vs_naive",
-           "mse_vs_naive_low", "mse_vs_naive_high", "dm_stat", "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low",
-           "da_ci_high", "sharpe_ci_low", "sharpe_ci_high", "sharpe_pvalue", "sharpe_holm", "deflated_sharpe",
-           "verdict", "ls_dm_stat", "ls_dm_pvalue", "ls_holm", "crps_dm_stat", "crps_dm_pvalue", "crps_holm",
-           "distribution_verdict"]
+           "da_pvalue", "sharpe", "total_return", "max_drawdown", "trades", "commission", "swap", "trainable_params",
+           "train_seconds", "val_loss", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
+           "predict_ms_per_bar_merged", "mse_vs_naive", "mse_vs_naive_low", "mse_vs_naive_high", "dm_stat",
+           "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low", "da_ci_high", "sharpe_ci_low", "sharpe_ci_high",
+           "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict",
+           # the forecast distributions: scores, then the tests against garch behind distribution_verdict
+           "log_score", "crps", "coverage_90", "calibration_error", "qlike", "ls_dm_stat", "ls_dm_pvalue", "ls_holm",
+           "crps_dm_stat", "crps_dm_pvalue", "crps_holm", "distribution_verdict"]
 BENCHMARK = "buy & hold"
 THRESHOLD_SETTING = "trading threshold (bp)"  # in settings.json, for the page's histogram
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
@@ -146,7 +147,7 @@ def calibration_figure(forecasts: dict[str, pd.DataFrame]) -> str:
     shown = _with_distribution(forecasts)
     columns = min(5, max(1, len(shown)))
     rows = -(-len(shown) // columns)
-    fig = Figure(figsize=(11, 2.1 * rows + 0.4))
+    fig = Figure(figsize=(11, 2.1 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
     edges = np.r_[0.0, list(QUANTILE_LEVELS.values()), 1.0]
     for ax, (name, frame) in zip(axes, shown.items(), strict=False):
@@ -180,9 +181,10 @@ def volatility_figure(forecasts: dict[str, pd.DataFrame], window: int = 24) -> s
                 linewidth=1.6, label=f"realised (RMS of the next return, {window} bars)")
         for name, frame in shown.items():
             sigma = frame["sigma"] * 1e4
-            rho = stats.spearmanr(sigma.iloc[:-1], realised.abs().iloc[:-1]).statistic
-            ax.plot(frame.index, sigma.rolling(window, min_periods=1).mean(), linewidth=0.9,
-                    label=f"{name} (ρ {rho:.2f})")
+            # a constant sigma (naive, drift, climatology) has no rank correlation
+            rho = (f" (ρ {stats.spearmanr(sigma.iloc[:-1], realised.abs().iloc[:-1]).statistic:.2f})"
+                   if sigma.nunique() > 1 else "")
+            ax.plot(frame.index, sigma.rolling(window, min_periods=1).mean(), linewidth=0.9, label=name + rho)
     ax.set_ylabel(f"volatility, bp per bar ({window}-bar mean)")
     ax.grid(alpha=0.3)
     ax.legend(ncol=4, fontsize=8)
@@ -191,25 +193,34 @@ def volatility_figure(forecasts: dict[str, pd.DataFrame], window: int = 24) -> s
 
 
 def fan_chart(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
-    """q05-q95 and q25-q75 of each method's next-close forecast with the actual next close, last ``bars``."""
+    """Each method's q05-q95 and q25-q75 of the next close with the actual next close, over the last ``bars``.
+
+    Drawn in basis points from each bar's close, so that the band's width is readable at any price level; an
+    actual next close outside q05-q95 is marked.
+    """
     shown = _with_distribution(forecasts)
     columns = 2
     rows = max(1, -(-len(shown) // columns))
-    fig = Figure(figsize=(11, 2.4 * rows + 0.3))
-    axes = fig.subplots(rows, columns, sharex=True, squeeze=False).ravel()
+    fig = Figure(figsize=(11, 2.2 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
     for ax, (name, frame) in zip(axes, shown.items(), strict=False):
         last = frame.iloc[-bars:]
-        ax.fill_between(last.index, last["q05"], last["q95"], alpha=0.25, linewidth=0, label="q05–q95")
-        ax.fill_between(last.index, last["q25"], last["q75"], alpha=0.45, linewidth=0, label="q25–q75")
-        ax.plot(last.index, last["close"].shift(-1), color="black", linewidth=1.0, label="actual next close")
-        ax.set_title(name, fontsize=9)
+        band = {q: (last[q] / last["close"] - 1) * 1e4 for q in QUANTILE_LEVELS}
+        actual = (last["close"].shift(-1) / last["close"] - 1) * 1e4
+        ax.fill_between(last.index, band["q05"], band["q95"], alpha=0.25, linewidth=0, label="q05–q95")
+        ax.fill_between(last.index, band["q25"], band["q75"], alpha=0.45, linewidth=0, label="q25–q75")
+        outside = (actual < band["q05"]) | (actual > band["q95"])
+        ax.plot(last.index, actual, ".", color="black", markersize=2.5, label="actual next close")
+        ax.plot(last.index[outside], actual[outside], "o", color="tab:red", markersize=3.5, fillstyle="none",
+                label="outside q05–q95")
+        ax.set_title(f"{name}: {outside.sum()} of {int(actual.notna().sum())} outside", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     for ax in axes[len(shown):]:
         ax.set_visible(False)
     if shown:
-        axes[0].legend(fontsize=7, loc="upper left")
-    fig.autofmt_xdate()
+        axes[0].legend(fontsize=7, loc="lower left", ncol=4)
+    fig.supylabel("next close, bp from this close", fontsize=9)
     return _png(fig)
 
 

@@ -71,7 +71,8 @@ def distribution_frame(close: pd.Series, distribution, step: float) -> pd.DataFr
     its summary is exact, and its bins are its probability of each bin's interval.
     """
     values = close.to_numpy(dtype=float)
-    quantiles = np.stack([distribution.ppf(level) for level in QUANTILES.values()], axis=1)
+    quantiles = np.stack([np.broadcast_to(distribution.ppf(level), values.shape) for level in QUANTILES.values()],
+                         axis=1)
     mean, sigma = np.broadcast_arrays(distribution.mean(), distribution.std(), values)[:2]
     summary = pd.DataFrame({"close": values, "forecast": values * np.exp(mean),
                             "p_up": np.broadcast_to(distribution.sf(0.0), values.shape), "sigma": sigma,

@@ -31,14 +31,21 @@ def test_run_writes_the_output_contract(quick_run):
     for column in ("trainable_params", "train_seconds", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
                    "dm_pvalue", "verdict"):
         assert column in table.columns
-    assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar"]
+    for column in ("log_score", "crps", "coverage_90", "calibration_error", "qlike", "ls_holm", "crps_holm",
+                   "distribution_verdict"):
+        assert column in table.columns
+    assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar", "garch", "climatology"]
+    assert table[["log_score", "crps", "coverage_90", "calibration_error", "qlike"]].notna().all().all()
     llm = table[table["kind"] == "llm"].set_index("method")
     assert llm.loc["full", "trainable_params"] > 10 * llm.loc["lora", "trainable_params"]
     assert (llm["train_seconds"] > 0).all() and (llm["saved_mb"] > 0).all()
     assert table.set_index("method").loc["naive", "relmae"] == pytest.approx(1.0)
     assert table["mase"].notna().all()  # Hyndman's, scaled by the naive MAE on the training bars
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == ["timestamp", "method", "close", "forecast", "p_up"]
+    assert list(predictions.columns) == ["timestamp", "method", "close", "forecast", "p_up", "sigma", "q05", "q25",
+                                         "q50", "q75", "q95"]
+    quantiles = predictions[["q05", "q25", "q50", "q75", "q95"]].to_numpy()
+    assert (predictions["sigma"] > 0).all() and (np.diff(quantiles, axis=1) > 0).all()
     assert predictions.groupby("method").size().nunique() == 1
     for method in table["method"]:
         assert method in (out / "tearsheets" / f"{method}.html").read_text()
@@ -58,7 +65,8 @@ def test_stages_run_alone_from_the_cli(quick_run, tmp_path, capsys):
     frame = pd.read_csv(preds, index_col=0, parse_dates=[0])
     run_preds = pd.read_csv(folder / "out" / "predictions.csv", parse_dates=["timestamp"])
     lora = run_preds[run_preds["method"] == "lora"].set_index("timestamp")
-    pd.testing.assert_series_equal(frame["forecast"], lora["forecast"], check_names=False, check_freq=False)
+    assert list(frame.columns) == ["close", "forecast", "p_up", "sigma", "q05", "q25", "q50", "q75", "q95"]
+    pd.testing.assert_frame_equal(frame, lora.drop(columns="method"), check_names=False, check_freq=False)
     assert main(["backtest", "--predictions", str(preds), "--data", str(data), "--out", str(tmp_path / "bt")]) == 0
     metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
     assert metrics["relmae"] == pytest.approx(pd.read_csv(folder / "out" / "comparison.csv")
