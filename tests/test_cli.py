@@ -213,3 +213,21 @@ def test_backtest_of_forecasts_for_other_bars_says_so(quick_run, tmp_path, capsy
     one.to_csv(tmp_path / "lora.csv", index=False)
     assert main(["backtest", "--predictions", str(tmp_path / "lora.csv"), "--out", str(tmp_path / "bt")]) == 2
     assert "fewer than 2 timestamps in common" in capsys.readouterr().err
+
+
+def test_an_old_predictions_file_backtests_and_a_strategy_that_needs_sigma_says_so_in_one_line(quick_run, tmp_path,
+                                                                                                 capsys):
+    _, folder, data = quick_run
+    preds = pd.read_csv(folder / "out" / "predictions.csv")
+    old = preds[preds["method"] == "lora"][["timestamp", "close", "forecast", "p_up"]]  # llmsignal 0.2's columns
+    old.to_csv(tmp_path / "old.csv", index=False)
+    args = ["backtest", "--predictions", str(tmp_path / "old.csv"), "--data", str(data)]
+    assert main([*args, "--out", str(tmp_path / "bt")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "vt"), "--strategy", "VolatilityTargetStrategy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("llmsignal: error: VolatilityTargetStrategy needs the forecast's sigma")
+    preds[preds["method"] == "lora"].drop(columns="method").to_csv(tmp_path / "new.csv", index=False)
+    assert main(["backtest", "--predictions", str(tmp_path / "new.csv"), "--data", str(data), "--out",
+                 str(tmp_path / "vt"), "--strategy", "VolatilityTargetStrategy"]) == 0
+
