@@ -123,6 +123,17 @@ def test_a_baseline_never_reads_the_bars_after_the_one_it_forecasts(garch_split,
     assert np.allclose(before[BIN_COLUMNS].sum(1), 1.0)
 
 
+def test_the_point_baselines_carry_a_gaussian_of_their_training_residuals(garch_split):
+    split, _ = garch_split
+    train = np.diff(np.log(split.train["close"].to_numpy()))
+    np.testing.assert_allclose(BASELINES["naive"](split)["sigma"], np.sqrt(np.mean(train**2)))
+    np.testing.assert_allclose(BASELINES["drift"](split)["sigma"], train.std())
+    ar = BASELINES["ar"](split)
+    assert ar["sigma"].nunique() == 1 and ar["sigma"].iloc[0] < train.std()  # residuals of a least-squares fit
+    climatology = BASELINES["climatology"](split)
+    assert climatology["sigma"].iloc[0] == pytest.approx(train.std(), rel=0.05)  # kernel-smoothed, on the grid
+
+
 def test_garch_beats_climatology_and_a_constant_sigma_on_a_clustered_series(garch_split):
     split, sigmas = garch_split
     forecasts = {name: BASELINES[name](split) for name in ("garch", "climatology", "naive")}
