@@ -88,9 +88,8 @@ def climatology(split: Split) -> pd.DataFrame:
     step = _step(split)
     density = gaussian_kde(_train_returns(split))
     below = [density.integrate_box_1d(-np.inf, edge) for edge in bin_edges(step)[1:-1]]
-    probs = np.diff(np.r_[0.0, below, 1.0])
-    return binned_frame(split.test["close"].to_numpy(), np.tile(probs, (len(split.test), 1)), step).set_axis(
-        split.test.index)
+    probs = np.tile(np.diff(np.r_[0.0, below, 1.0]), (len(split.test), 1))
+    return binned_frame(split.test["close"].to_numpy(), probs, step).set_axis(split.test.index)
 
 
 BASELINES = {"naive": naive, "drift": drift, "ar": autoregression, "garch": garch, "climatology": climatology}

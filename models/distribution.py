@@ -21,17 +21,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from llmsignal.finetune.codec import BINS, ZERO_BIN
+from llmsignal.finetune.codec import BINS, ZERO_BIN, PriceCodec
 
 QUANTILES = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}
 FORECAST_COLUMNS = ["close", "forecast", "p_up", "sigma", *QUANTILES]  # what predictions.csv holds
 STEP_COLUMN = "bin_step"
 BIN_COLUMNS = [f"bin{b:02d}" for b in range(BINS)]
-
-
-def bin_returns(step: float) -> np.ndarray:
-    """The log-return each bin stands for."""
-    return (np.arange(BINS) - ZERO_BIN) * step
 
 
 def bin_edges(step: float) -> np.ndarray:
@@ -54,7 +49,7 @@ def binned_frame(close: np.ndarray, probs: np.ndarray, step: float) -> pd.DataFr
     change" plus half of it.
     """
     close = np.asarray(close, dtype=float)
-    returns = bin_returns(step)
+    returns = PriceCodec(step).bin_returns()
     mean = probs @ returns
     sigma = np.sqrt(np.maximum(probs @ returns**2 - mean**2, 0.0))
     p_up = probs[:, ZERO_BIN + 1:].sum(1) + 0.5 * probs[:, ZERO_BIN]
@@ -90,7 +85,7 @@ def _binned(distribution, step: float, rows: int) -> np.ndarray:
     lower_side = np.diff(np.c_[np.zeros(rows), below, np.ones(rows)], axis=1)
     upper_side = -np.diff(np.c_[np.ones(rows), above, np.zeros(rows)], axis=1)
     median = np.broadcast_to(distribution.median(), (rows,))[:, None]
-    centres = bin_returns(step)[None, :]
+    centres = PriceCodec(step).bin_returns()[None, :]
     return np.maximum(np.where(centres < median, lower_side, upper_side), 0.0)
 
 

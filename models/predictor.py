@@ -259,7 +259,8 @@ def cached_predictions(entry: Entry, bars: pd.DataFrame, start: int, cache_dir: 
                               f"-v{CACHE_VERSION}.csv")
     if path.exists():
         cached = pd.read_csv(path, index_col=0, parse_dates=[0])
-        return cached.drop(columns="ms_per_bar"), float(cached["ms_per_bar"].iloc[0])
+        # copy: read_csv gives each of the 110 columns a block of its own, and pandas warns at every insert
+        return cached.drop(columns="ms_per_bar").copy(), float(cached["ms_per_bar"].iloc[0])
     predictor = Predictor.from_entry(entry, merge=merge, forecasts_per_pass=forecasts_per_pass, precision=precision)
     began = pd.Timestamp.now()
     frame = predictor.predict(bars, start)

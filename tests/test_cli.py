@@ -126,7 +126,7 @@ def test_strategy_grid_and_a_user_file(quick_run, tiny_base, tmp_path):
     assert code == 0
     table = pd.read_csv(out / "comparison.csv")
     assert sorted(table["strategy"].unique()) == ["AlwaysLong", "ThresholdStrategy"]
-    assert len(table) == 2 * 4  # lora and three baselines, under each strategy
+    assert len(table) == 2 * 6  # lora and five baselines, under each strategy
     always = table[table["strategy"] == "AlwaysLong"]
     assert (always["trades"] == 1).all()  # one long position held from the first bar, whatever the forecast
     assert always["total_return"].nunique() == 1
