@@ -145,9 +145,9 @@ def test_walk_forward_reports_each_fold(quick_run, tiny_base, tmp_path):
     assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(tmp_path / "reg"),
                  "--out", str(out), "--methods", "lora", "--walk-forward", "3"]) == 0
     folds = pd.read_csv(out / "folds.csv", parse_dates=["start", "end"])
-    assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 4
+    assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 6  # lora and five baselines
     pooled = pd.read_csv(out / "comparison.csv").set_index("method")
-    assert len(pooled) == 4 and "Walk-forward folds" in (out / "comparison.html").read_text()
+    assert len(pooled) == 6 and "Walk-forward folds" in (out / "comparison.html").read_text()
     assert main(["compare", str(out), "--out", str(tmp_path / "again")]) == 0
     assert "Walk-forward folds" in (tmp_path / "again" / "comparison.html").read_text()
     entries = sorted((tmp_path / "reg" / "bars-lora").glob("*/metadata.json"))
@@ -184,7 +184,7 @@ def test_side_by_side_tearsheet_survives_a_large_grid(quick_run, tiny_base, tmp_
                  "--strategy", "ProbabilityStrategy", "--strategy", "EnsembleStrategy",
                  "--strategy-param", "ThresholdStrategy.threshold_bps=0"])
     table = pd.read_csv(out / "comparison.csv")
-    assert code == 0 and len(table) == 3 * 6
+    assert code == 0 and len(table) == 3 * 8  # three methods and five baselines, under each strategy
     traded = int((table["trades"] > 0).sum())
     assert f"every row that traded ({min(traded, 9)})" in (out / "tearsheets" / "all.html").read_text()
     assert ("beyond the 9 columns quantstats can draw" in (out / "comparison.html").read_text()) == (traded > 9)
