@@ -51,7 +51,7 @@ class CommissionPaid(bt.Analyzer):
 
 def run_backtest(frame: pd.DataFrame, strategy: type[bt.Strategy], params: dict | None = None,
                  costs: Costs | None = None, extra_feeds: dict[str, pd.DataFrame] | None = None) -> BacktestResult:
-    """Backtest ``strategy`` on ``frame`` (bars with ``forecast`` and ``p_up`` columns).
+    """Backtest ``strategy`` on ``frame`` (bars with ``forecast``, ``p_up`` and ``sigma`` columns: ``signal_frame``).
 
     ``extra_feeds``: other forecasts on the same bars, seen by the strategy in
     ``Signal.forecasts`` under their names (the first data is ``"signal"``).
@@ -92,7 +92,7 @@ def check_strategy(bars: pd.DataFrame, strategy: type[bt.Strategy], params: dict
     """
     sample = bars.iloc[:CHECK_BARS]
     swing = np.where(np.arange(len(sample)) % 2, 1.001, 0.999)
-    made_up = pd.DataFrame({"forecast": sample["close"].to_numpy() * swing, "p_up": np.where(swing > 1, 0.8, 0.2)},
-                           index=sample.index)
+    made_up = pd.DataFrame({"forecast": sample["close"].to_numpy() * swing, "p_up": np.where(swing > 1, 0.8, 0.2),
+                            "sigma": np.where(swing > 1, 0.0005, 0.002)}, index=sample.index)
     frame = signal_frame(sample, made_up)
     run_backtest(frame, strategy, params, costs, extra_feeds={"check": frame})

@@ -1,4 +1,5 @@
-"""Score one set of test-bar forecasts: forecast error, the strategy's P&L, and how sure we can be."""
+"""Score one set of test-bar forecasts: forecast error, distribution scores, the strategy's P&L, and how sure we
+can be."""
 
 from __future__ import annotations
 
@@ -7,13 +8,23 @@ import pandas as pd
 
 from llmsignal.backtests.costs import Costs
 from llmsignal.backtests.engine import run_backtest
-from llmsignal.backtests.metrics import FX, Calendar, forecast_error, period_returns, trading_performance
+from llmsignal.backtests.metrics import (
+    FX,
+    Calendar,
+    distribution_losses,
+    distribution_scores,
+    forecast_error,
+    period_returns,
+    trading_performance,
+)
 from llmsignal.backtests.significance import (
     confidence_set,
     deflated_sharpe_from_returns,
     diebold_mariano,
     directional_accuracy_ci,
+    distribution_verdict,
     holm,
+    loss_differential_test,
     relative_mse_ci,
     sharpe_ci,
     sharpe_pvalue,
@@ -37,20 +48,24 @@ def evaluate(name: str, kind: str, predictions: pd.DataFrame, bars: pd.DataFrame
     """
     extra = {n: signal_frame(bars, f) for n, f in (others or {}).items()}
     result = run_backtest(signal_frame(bars, predictions), strategy, params, costs, extra_feeds=extra)
-    row = {"method": name, "kind": kind, **forecast_error(predictions, scale),
+    row = {"method": name, "kind": kind, **forecast_error(predictions, scale), **distribution_scores(predictions),
            **trading_performance(result.equity, calendar), "trades": result.trades, "commission": result.commission,
            "swap": result.swap}
     return row, result.equity
 
 
 def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities: dict[str, pd.Series],
-                 reference: str = "naive", calendar: Calendar = FX, reps: int = 1000) -> None:
-    """Add the tests behind each row's verdict, corrected for the number of rows, and the verdict itself.
+                 reference: str = "naive", calendar: Calendar = FX, reps: int = 1000,
+                 distribution_reference: str = "garch") -> None:
+    """Add the tests behind each row's verdicts, corrected for the number of rows, and the verdicts themselves.
 
     ``forecasts`` is keyed by method, ``equities`` by the row's ``key`` (method and strategy).
 
     - Forecasts: Diebold-Mariano on squared errors against ``reference``, one test per method, Holm-adjusted
       across the methods (``dm_holm``); the Hansen model confidence set of the most accurate (``in_mcs``).
+    - Distributions: Diebold-Mariano on minus the log score and on the CRPS against
+      ``distribution_reference``, each Holm-adjusted across the methods in the same way (``ls_holm``,
+      ``crps_holm``), and ``distribution_verdict``; left empty when the reference is not in the run.
     - Trading: a one-sided test of a positive Sharpe ratio per row, Holm-adjusted across the rows that could
       trade (``sharpe_holm``), bootstrap intervals, and the deflated Sharpe ratio with that many trials.
     """
@@ -66,7 +81,9 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
     trial_sharpes = [returns[k].mean() / returns[k].std() for k in traders if returns[k].std() > 0]
     sharpe_p = {k: sharpe_pvalue(returns[k]) for k in traders}
     sharpe_holm = dict(zip(traders, holm([sharpe_p[k] for k in traders]), strict=True))
+    distribution = _distribution_tests(methods, forecasts, distribution_reference)
     for row in rows:
+        row.update(distribution.get(row["method"], {}))
         frame, key = forecasts[row["method"]], row["key"]
         stat, p = dm.get(row["method"], (np.nan, np.nan))
         close = frame["close"].to_numpy()
@@ -84,6 +101,26 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
                    sharpe_holm=sharpe_holm.get(key, np.nan), deflated_sharpe=dsr,
                    verdict=verdict(stat, dm_holm.get(row["method"], np.nan), sharpe_holm.get(key, np.nan), low, high,
                                    dsr, row["method"] in best))
+
+
+def _distribution_tests(methods: list[str], forecasts: dict[str, pd.DataFrame], reference: str) -> dict[str, dict]:
+    """Each method's log score and CRPS against ``reference``'s: DM statistic, p-value, Holm and the verdict."""
+    losses = {m: distribution_losses(forecasts[m]) for m in methods}
+    if reference not in losses or losses[reference]["log_score"].isna().all():
+        return {}
+    tested = [m for m in methods if m != reference and losses[m]["log_score"].notna().any()]
+    # both as losses, lower is better: minus the log score, and the CRPS
+    by_log = {m: loss_differential_test(-losses[m]["log_score"], -losses[reference]["log_score"]) for m in tested}
+    by_crps = {m: loss_differential_test(losses[m]["crps"], losses[reference]["crps"]) for m in tested}
+    log_holm = dict(zip(tested, holm([by_log[m][1] for m in tested]), strict=True))
+    crps_holm = dict(zip(tested, holm([by_crps[m][1] for m in tested]), strict=True))
+    found = {reference: {"distribution_verdict": "the reference of the distribution tests"}}
+    for m in tested:
+        found[m] = {"ls_dm_stat": by_log[m][0], "ls_dm_pvalue": by_log[m][1], "ls_holm": log_holm[m],
+                    "crps_dm_stat": by_crps[m][0], "crps_dm_pvalue": by_crps[m][1], "crps_holm": crps_holm[m],
+                    "distribution_verdict": distribution_verdict(by_log[m][0], log_holm[m], by_crps[m][0],
+                                                                 crps_holm[m], reference)}
+    return found
 
 
 def _could_trade(forecasts: pd.DataFrame) -> bool:

@@ -1,4 +1,5 @@
-"""The one home of the numbers a row reports: forecast error, direction, trading periods and Sharpe.
+"""The one home of the numbers a row reports: forecast error, direction, distribution scores, trading periods and
+Sharpe.
 
     >>> index = pd.DatetimeIndex(["2024-01-07 22:00", "2024-01-08 12:00", "2024-01-08 22:00"])  # UTC: Sun, Mon, Mon
     >>> list(trading_day(index).strftime("%a %d"))   # FX days end at 17:00 New York (22:00 UTC in winter)
@@ -7,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,6 +111,113 @@ def forecast_error(predictions: pd.DataFrame, scale: float | None = None) -> dic
             "relmae": mae / naive_mae if naive_mae > 0 else float("nan"),
             "mase": mae / scale if scale else float("nan"),
             **direction(np.sign(forecast - close), np.sign(actual - close))}
+
+
+def forecast_bins(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+    """The forecast distributions of ``predictions``: (bin probabilities (bars, bins), bin width per bar).
+
+    Read from the columns ``bin00, bin01, ...`` and ``bin_step`` that every forecaster's frame carries
+    (``llmsignal.models.distribution``); the middle bin is "no change" and bin ``b`` stands for the
+    log-return ``(b - bins // 2) * bin_step``. None for frames without them (a predictions CSV).
+    """
+    columns = sorted((c for c in predictions.columns if re.fullmatch(r"bin\d+", str(c))), key=lambda c: int(c[3:]))
+    if not columns or "bin_step" not in predictions:
+        return None
+    return predictions[columns].to_numpy(dtype=float), predictions["bin_step"].to_numpy(dtype=float)
+
+
+def bin_values(count: int, step: np.ndarray) -> np.ndarray:
+    """The log-return of each of ``count`` bins, for bins of width ``step`` (one row per width)."""
+    return (np.arange(count) - count // 2) * np.asarray(step, dtype=float)[:, None]
+
+
+def log_score(probs: np.ndarray, step: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
+    """The log density at each outcome: the log of its bin's probability over the bin width (the end bins hold
+    the tails). A proper score of the binned outcome, the same for every forecaster on the same grid.
+
+    >>> probs = np.array([[0.0, 0.25, 0.75]])   # three bins of width 0.01 centred on -0.01, 0 and 0.01
+    >>> round(float(log_score(probs, np.array([0.01]), np.array([0.012]))[0]), 4)   # log(0.75 / 0.01)
+    4.3175
+    """
+    count = probs.shape[1]
+    position = np.floor(np.asarray(outcomes, dtype=float) / step + count // 2 + 0.5)
+    chosen = probs[np.arange(len(probs)), np.clip(position, 0, count - 1).astype(int)]
+    return np.log(np.maximum(chosen, np.finfo(float).tiny) / step)  # a tiny floor: a finite, dreadful score
+
+
+def crps(probs: np.ndarray, values: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
+    """The continuous ranked probability score of discrete distributions, exactly: E|X - y| - E|X - X'| / 2.
+
+    ``values`` (ascending, one row per forecast or one for all) are the atoms that ``probs`` weigh;
+    lower is better, in the units of ``values``. E|X - X'| comes from the sorted atoms in one pass:
+    each atom's distance to the others is its value times the mass below it minus the mass above it.
+
+    >>> float(crps(np.array([[0.5, 0.5]]), np.array([0.0, 1.0]), np.array([0.0]))[0])   # 0.5 - 0.5 / 2
+    0.25
+    """
+    values = np.broadcast_to(values, probs.shape)
+    above = 1.0 - np.cumsum(probs, axis=1)
+    below = 1.0 - above - probs
+    spread = (probs * values * (below - above)).sum(1)  # E|X - X'| / 2
+    return (probs * np.abs(values - np.asarray(outcomes, dtype=float)[:, None])).sum(1) - spread
+
+
+def probability_integral_transform(probs: np.ndarray, step: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
+    """P(next return <= outcome) under each forecast, its bins spread evenly across their width: uniform
+    on [0, 1] when the forecasts are calibrated."""
+    count = probs.shape[1]
+    position = np.clip(np.asarray(outcomes, dtype=float) / step + count // 2 + 0.5, 0, count)  # in bin widths
+    below = np.minimum(position.astype(int), count - 1)
+    cumulative = np.c_[np.zeros(len(probs)), np.cumsum(probs, axis=1)]
+    rows = np.arange(len(probs))
+    return np.clip(cumulative[rows, below] + probs[rows, below] * (position - below), 0.0, 1.0)
+
+
+def calibration_error(pit: np.ndarray) -> float:
+    """Mean distance between the share of PIT values below each decile and the decile: 0 when calibrated.
+
+    >>> calibration_error(np.linspace(0.005, 0.995, 100))
+    0.0
+    """
+    pit = np.asarray(pit, dtype=float)
+    pit = pit[~np.isnan(pit)]
+    levels = np.arange(1, 10) / 10
+    return float(np.mean(np.abs((pit[:, None] <= levels).mean(0) - levels))) if len(pit) else float("nan")
+
+
+def distribution_losses(predictions: pd.DataFrame) -> pd.DataFrame:
+    """Each bar's distribution scores against the next close (the last bar has none).
+
+    ``log_score`` (log density of the realised log-return, higher is better), ``crps`` (basis points of
+    return, lower is better) and ``pit`` need the bins; ``covered`` (the next close inside [q05, q95])
+    and ``qlike`` (log of the predicted variance plus the squared return over it, returns in basis points,
+    lower is better) need ``sigma`` and the quantiles. What a frame lacks is NaN.
+    """
+    close = predictions["close"].to_numpy(dtype=float)
+    outcome = np.log(close[1:] / close[:-1])
+    nan = np.full(len(outcome), np.nan)
+    scores = pd.DataFrame({"log_score": nan, "crps": nan, "pit": nan, "covered": nan, "qlike": nan},
+                          index=predictions.index[:-1])
+    binned = forecast_bins(predictions)
+    if binned is not None:
+        probs, step = binned[0][:-1], binned[1][:-1]
+        scores["log_score"] = log_score(probs, step, outcome)
+        scores["crps"] = crps(probs, bin_values(probs.shape[1], step), outcome) * 1e4
+        scores["pit"] = probability_integral_transform(probs, step, outcome)
+    if {"sigma", "q05", "q95"} <= set(predictions.columns):
+        inside = (predictions["q05"].to_numpy()[:-1] <= close[1:]) & (close[1:] <= predictions["q95"].to_numpy()[:-1])
+        scores["covered"] = inside.astype(float)
+        variance = (predictions["sigma"].to_numpy(dtype=float)[:-1] * 1e4) ** 2
+        scores["qlike"] = np.log(variance) + (outcome * 1e4) ** 2 / variance
+    return scores
+
+
+def distribution_scores(predictions: pd.DataFrame) -> dict[str, float]:
+    """The means of ``distribution_losses`` over the bars, and the calibration error of the PIT values."""
+    losses = distribution_losses(predictions)
+    return {"log_score": float(losses["log_score"].mean()), "crps": float(losses["crps"].mean()),
+            "coverage_90": float(losses["covered"].mean()), "calibration_error": calibration_error(losses["pit"]),
+            "qlike": float(losses["qlike"].mean())}
 
 
 def naive_scale(train_close: pd.Series) -> float:

@@ -16,8 +16,10 @@ from pathlib import Path
 from string import Template
 
 import matplotlib
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from scipy import stats
 
 from llmsignal.backtests.metrics import FX, Calendar, period_returns
 from llmsignal.backtests.race import race_figure, race_html
@@ -28,13 +30,16 @@ COLUMNS = ["method", "kind", "strategy", "mse", "mae", "relmae", "mase", "direct
            "predict_ms_per_bar", "predict_ms_per_bar_merged", "mse_vs_naive", "mse_vs_naive_low", "mse_vs_naive_high",
            "dm_stat",
            "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low", "da_ci_high", "sharpe_ci_low", "sharpe_ci_high",
-           "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict"]
+           "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict",
+           # the forecast distributions: scores, then the tests against garch behind distribution_verdict
+           "log_score", "crps", "coverage_90", "calibration_error", "qlike", "ls_dm_stat", "ls_dm_pvalue", "ls_holm",
+           "crps_dm_stat", "crps_dm_pvalue", "crps_holm", "distribution_verdict"]
 BENCHMARK = "buy & hold"
 THRESHOLD_SETTING = "trading threshold (bp)"  # in settings.json, for the page's histogram
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
-LOWER_IS_BETTER = {"mse", "mae", "relmae", "mase", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
-                   "predict_ms_per_bar", "predict_ms_per_bar_merged"}
-HIGHER_IS_BETTER = {"directional_accuracy", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
+LOWER_IS_BETTER = {"mse", "mae", "relmae", "mase", "crps", "calibration_error", "qlike", "trainable_params",
+                   "train_seconds", "peak_memory_mb", "saved_mb", "predict_ms_per_bar", "predict_ms_per_bar_merged"}
+HIGHER_IS_BETTER = {"directional_accuracy", "log_score", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
 TRADING = {"sharpe", "total_return", "max_drawdown", "deflated_sharpe"}  # a row that never traded wins none of these
 
 
@@ -127,6 +132,100 @@ def forecast_figure(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
     return _png(fig)
 
 
+QUANTILE_LEVELS = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}  # predictions.csv's quantiles
+
+
+def _with_distribution(forecasts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The forecasts that carry ``sigma`` and the quantiles (a run from before they existed has none)."""
+    return {name: frame for name, frame in forecasts.items() if {"sigma", *QUANTILE_LEVELS} <= set(frame.columns)}
+
+
+def calibration_figure(forecasts: dict[str, pd.DataFrame]) -> str:
+    """A PIT histogram per method, binned at its quantiles: where each next close fell among q05 .. q95.
+
+    Each bar's height is the share of next closes in that band over the share a calibrated forecast puts
+    there, so a calibrated forecaster is flat at 1; tall outer bars mean intervals too narrow.
+    """
+    shown = _with_distribution(forecasts)
+    columns = min(5, max(1, len(shown)))
+    rows = -(-len(shown) // columns)
+    fig = Figure(figsize=(11, 2.1 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, sharey=True, squeeze=False).ravel()
+    edges = np.r_[0.0, list(QUANTILE_LEVELS.values()), 1.0]
+    for ax, (name, frame) in zip(axes, shown.items(), strict=False):
+        actual = frame["close"].shift(-1).to_numpy()[:-1]
+        quantiles = frame[list(QUANTILE_LEVELS)].to_numpy()[:-1]
+        band = (actual[:, None] > quantiles).sum(1)  # 0: below q05, ..., 5: above q95
+        share = np.bincount(band, minlength=len(edges) - 1) / len(band)
+        ax.bar(edges[:-1], share / np.diff(edges), width=np.diff(edges), align="edge", edgecolor="white")
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    fig.supxlabel("PIT: where the next close fell in the forecast distribution (bands between q05 .. q95)",
+                  fontsize=9)
+    fig.supylabel("share / calibrated share", fontsize=9)
+    return _png(fig)
+
+
+def volatility_figure(forecasts: dict[str, pd.DataFrame], window: int = 24) -> str:
+    """Each method's predicted sigma against the realised size of the next return, both averaged over
+    ``window`` bars; the legend gives the Spearman correlation of sigma with |next return| bar by bar."""
+    shown = _with_distribution(forecasts)
+    fig = Figure(figsize=(11, 4))
+    ax = fig.subplots()
+    if shown:
+        close = next(iter(shown.values()))["close"]
+        realised = np.log(close.shift(-1) / close) * 1e4
+        ax.plot(close.index, np.sqrt((realised**2).rolling(window, min_periods=1).mean()), color="black",
+                linewidth=1.6, label=f"realised (RMS of the next return, {window} bars)")
+        for name, frame in shown.items():
+            sigma = frame["sigma"] * 1e4
+            # a constant sigma (naive, drift, climatology) has no rank correlation
+            rho = (f" (ρ {stats.spearmanr(sigma.iloc[:-1], realised.abs().iloc[:-1]).statistic:.2f})"
+                   if sigma.nunique() > 1 else "")
+            ax.plot(frame.index, sigma.rolling(window, min_periods=1).mean(), linewidth=0.9, label=name + rho)
+    ax.set_ylabel(f"volatility, bp per bar ({window}-bar mean)")
+    ax.grid(alpha=0.3)
+    ax.legend(ncol=4, fontsize=8)
+    fig.autofmt_xdate()
+    return _png(fig)
+
+
+def fan_chart(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
+    """Each method's q05-q95 and q25-q75 of the next close with the actual next close, over the last ``bars``.
+
+    Drawn in basis points from each bar's close, so that the band's width is readable at any price level; an
+    actual next close outside q05-q95 is marked.
+    """
+    shown = _with_distribution(forecasts)
+    columns = 2
+    rows = max(1, -(-len(shown) // columns))
+    fig = Figure(figsize=(11, 2.2 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, (name, frame) in zip(axes, shown.items(), strict=False):
+        last = frame.iloc[-bars:]
+        band = {q: (last[q] / last["close"] - 1) * 1e4 for q in QUANTILE_LEVELS}
+        actual = (last["close"].shift(-1) / last["close"] - 1) * 1e4
+        ax.fill_between(last.index, band["q05"], band["q95"], alpha=0.25, linewidth=0, label="q05–q95")
+        ax.fill_between(last.index, band["q25"], band["q75"], alpha=0.45, linewidth=0, label="q25–q75")
+        outside = (actual < band["q05"]) | (actual > band["q95"])
+        ax.plot(last.index, actual, ".", color="black", markersize=2.5, label="actual next close")
+        ax.plot(last.index[outside], actual[outside], "o", color="tab:red", markersize=3.5, fillstyle="none",
+                label="outside q05–q95")
+        ax.set_title(f"{name}: {outside.sum()} of {int(actual.notna().sum())} outside", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(shown):]:
+        ax.set_visible(False)
+    if shown:
+        axes[0].legend(fontsize=7, loc="lower left", ncol=4)
+    fig.supylabel("next close, bp from this close", fontsize=9)
+    return _png(fig)
+
+
 def cost_figure(table: pd.DataFrame) -> str:
     """Trainable parameters and training seconds against MSE, one point per tuned method."""
     tuned = table[table["kind"] == "llm"].drop_duplicates("method")
@@ -185,7 +284,8 @@ def metrics_table(table: pd.DataFrame) -> str:
 
 
 def recommendation(table: pd.DataFrame) -> list[str]:
-    """Up to three lines that answer the reader's question: which method, at what cost, how sure.
+    """Up to four lines that answer the reader's question: which method, at what cost, how sure, and whose
+    forecast distribution beats GARCH's.
 
     A tuned method is recommended only when its forecasts beat naive after Holm's correction and it is in
     the confidence set of the most accurate; among several, the one with the fewest trainable parameters.
@@ -196,13 +296,14 @@ def recommendation(table: pd.DataFrame) -> list[str]:
     rows = table.drop_duplicates("method")
     tuned = rows[rows["kind"] == "llm"]
     winners = tuned[(tuned["dm_holm"] < 0.05) & (tuned["dm_stat"] < 0) & tuned["in_mcs"].astype(bool)]
+    distributions = [_distribution_line(tuned)] if "ls_holm" in rows and rows["ls_holm"].notna().any() else []
     if winners.empty:
         in_set = int(rows["in_mcs"].astype(bool).sum())
         return ["None beats the baselines: no tuned method forecasts better than naive after correcting for "
                 f"{len(tuned)} methods tried.",
                 f"{in_set} of {len(rows)} forecasters are in the confidence set of the most accurate, naive "
                 f"{'among them' if rows.loc[rows['method'] == 'naive', 'in_mcs'].astype(bool).any() else 'not'}.",
-                "Trading: " + _trading_line(rows)]
+                "Trading: " + _trading_line(rows), *distributions]
     best = winners.sort_values("trainable_params").iloc[0]
     return [f"Use {best['method']}: its forecasts beat naive (Holm p={best['dm_holm']:.2g}) and it is in the "
             "confidence set of the most accurate" + (f", the cheapest of {len(winners)} that are" if len(winners) > 1
@@ -210,7 +311,20 @@ def recommendation(table: pd.DataFrame) -> list[str]:
             f"It trains {_count(best['trainable_params'])} parameters in {_seconds(best['train_seconds'])}; its "
             f"squared errors are {_percent(best['mse_vs_naive'])} against naive "
             f"({_percent(best['mse_vs_naive_low'])} to {_percent(best['mse_vs_naive_high'])}).",
-            "Trading: " + _trading_line(rows)]
+            "Trading: " + _trading_line(rows), *distributions]
+
+
+def _distribution_line(tuned: pd.DataFrame) -> str:
+    """Which tuned methods' forecast distributions beat GARCH's log score after Holm's correction."""
+    tested = tuned[tuned["ls_holm"].notna()]
+    beat = tested[(tested["ls_holm"] < 0.05) & (tested["ls_dm_stat"] < 0)]
+    if beat.empty:
+        closest = tested.sort_values("ls_dm_stat").head(1)
+        nearest = "".join(f" (nearest: {r['method']}, Holm p={r['ls_holm']:.2g})" for _, r in closest.iterrows())
+        return ("Distributions: no tuned method's forecast distribution beats GARCH's log score after Holm's "
+                f"correction{nearest}.")
+    named = ", ".join(f"{r['method']} (Holm p={r['ls_holm']:.2g})" for _, r in beat.iterrows())
+    return f"Distributions: {named} {'beats' if len(beat) == 1 else 'beat'} GARCH's log score."
 
 
 def _trading_line(rows: pd.DataFrame) -> str:
@@ -240,7 +354,7 @@ def _with_interval(value: float, low: float, high: float, show) -> str:
 def summary_table(table: pd.DataFrame) -> str:
     """One row per method and strategy, in units people read; the full table follows, collapsed."""
     head = ["method", "squared error vs naive (95% CI)", "Sharpe (95% CI)", "trades", "trainable", "train time",
-            "verdict"]
+            "verdict", "log score · CRPS (bp) · 90% coverage", "distribution vs GARCH"]
     body = []
     for _, row in table.reindex(columns=[*COLUMNS, "key"]).iterrows():  # a run from before 0.2 lacks some
         name = html.escape(str(row["method"])) + ("" if table["strategy"].nunique() == 1
@@ -249,10 +363,23 @@ def summary_table(table: pd.DataFrame) -> str:
                  _with_interval(row["mse_vs_naive"], row["mse_vs_naive_low"], row["mse_vs_naive_high"], _percent),
                  _with_interval(row["sharpe"], row["sharpe_ci_low"], row["sharpe_ci_high"], lambda v: f"{v:.2f}"),
                  f"{int(row['trades']):,}", _count(row["trainable_params"]), _seconds(row["train_seconds"]),
-                 html.escape(str(row["verdict"]))]
-        body.append(f'<tr class="{row["kind"]}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    header = "".join(f'<th onclick="sortBy(this)">{h}</th>' for h in head)
+                 html.escape(str(row["verdict"])), _scores(row),
+                 html.escape("" if pd.isna(row["distribution_verdict"]) else str(row["distribution_verdict"]))]
+        tds = "".join(f"<td{_words(h)}>{c}</td>" for h, c in zip(head, cells, strict=True))
+        body.append(f'<tr class="{row["kind"]}">{tds}</tr>')
+    header = "".join(f'<th{_words(h)} onclick="sortBy(this)">{h}</th>' for h in head)
     return f'<table id="summary"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _words(head: str) -> str:
+    """The class of the summary's columns of sentences, which wrap (the others stay on one line)."""
+    return ' class="words"' if head in ("verdict", "distribution vs GARCH") else ""
+
+
+def _scores(row: pd.Series) -> str:
+    if pd.isna(row["log_score"]) and pd.isna(row["coverage_90"]):
+        return "–"
+    return f"{row['log_score']:.2f} · {row['crps']:.2f} · {row['coverage_90']:.0%}"
 
 
 def loss_figure(losses: dict[str, list[float]], table: pd.DataFrame) -> str:
@@ -301,6 +428,14 @@ def pretraining_html(answer: dict | None) -> str:
     return f"<p><strong>{html.escape(answer['sentence'])}</strong></p>{rows}<ul>{tests}</ul>"
 
 
+def distributions_html(forecasts: dict[str, pd.DataFrame]) -> str:
+    """The calibration, volatility and fan-chart pictures, or nothing for forecasts without distributions."""
+    if not _with_distribution(forecasts):
+        return ""
+    return render("distributions.html", calibration_png=calibration_figure(forecasts),
+                  volatility_png=volatility_figure(forecasts), fan_png=fan_chart(forecasts))
+
+
 def folds_html(folds: pd.DataFrame | None) -> str:
     if folds is None:
         return ""
@@ -328,6 +463,7 @@ def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts
                   folds=folds_html(folds), pretraining=pretraining_html(pretraining), losses=losses_html,
                   histogram_png=return_histogram(forecasts, threshold_bps), equity_png=equity_figure(curves),
                   forecast_png=forecast_figure(forecasts), cost_png=cost_figure(table), settings=settings_rows,
+                  distributions=distributions_html(forecasts),
                   side_by_side=html.escape(side_by_side_note))
 
 

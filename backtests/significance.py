@@ -71,9 +71,21 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1,
     Identical losses give (0.0, 1.0); a constant non-zero differential gives
     (-inf or inf, 0.0); fewer than two usable pairs give (nan, nan).
     """
-    loss_a, loss_b = _losses(errors_a, loss), _losses(errors_b, loss)
+    return loss_differential_test(_losses(errors_a, loss), _losses(errors_b, loss), horizon)
+
+
+def loss_differential_test(losses_a: ArrayLike, losses_b: ArrayLike, horizon: int = 1) -> tuple[float, float]:
+    """Diebold-Mariano on per-bar losses already computed (minus the log score, the CRPS): A - B tested.
+
+    As ``diebold_mariano``: a negative statistic means A's losses are smaller.
+
+    >>> stat, p = loss_differential_test([1.0, 2.0, 1.5, 1.2], [2.0, 2.5, 2.4, 2.0])
+    >>> stat < 0 and p < 0.01
+    True
+    """
+    loss_a, loss_b = np.asarray(losses_a, dtype=float), np.asarray(losses_b, dtype=float)
     if loss_a.shape != loss_b.shape or loss_a.ndim != 1:
-        raise ValueError(f"errors must be 1-D and the same length, got {loss_a.shape} and {loss_b.shape}")
+        raise ValueError(f"losses must be 1-D and the same length, got {loss_a.shape} and {loss_b.shape}")
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     d = loss_a - loss_b
@@ -309,3 +321,25 @@ def verdict(dm_stat: float, dm_holm: float, sharpe_holm: float, sharpe_low: floa
     if in_confidence_set:
         parts.append("in the confidence set of the most accurate")
     return "; ".join(parts)
+
+
+def distribution_verdict(log_score_stat: float, log_score_holm: float, crps_stat: float, crps_holm: float,
+                         reference: str = "garch", level: float = 0.05) -> str:
+    """Whether a forecaster's distribution beats the reference's, in words, on the log score and on the CRPS.
+
+    Each part rests on a Diebold-Mariano test of the per-bar losses (minus the log score; the CRPS) against
+    ``reference``, Holm-adjusted across the forecasters tested; the direction is the statistic's sign.
+
+    >>> distribution_verdict(-3.2, 0.004, 0.5, 0.6)
+    "log score beats garch's (Holm p=0.004); CRPS not told apart from garch's (Holm p=0.6)"
+    """
+    def part(name: str, stat: float, p: float) -> str:
+        shown = "p<0.001" if p < 0.001 else f"p={p:.2g}"
+        if not p < level:
+            return f"{name} not told apart from {reference}'s (Holm {shown})"
+        return f"{name} {'beats' if stat < 0 else 'worse than'} {reference}'s (Holm {shown})"
+
+    if np.isnan(log_score_holm) and np.isnan(crps_holm):
+        return ""
+    return "; ".join(part(name, stat, p) for name, stat, p in (("log score", log_score_stat, log_score_holm),
+                                                                ("CRPS", crps_stat, crps_holm)) if not np.isnan(p))

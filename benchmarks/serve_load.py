@@ -27,7 +27,8 @@ from run import synthetic_bars  # benchmarks/run.py, beside this script
 
 from llmsignal.data import load_bars
 from llmsignal.finetune.bars import DataError
-from llmsignal.models.predictor import PRECISIONS, Predictor
+from llmsignal.finetune.precision import PRECISIONS
+from llmsignal.models.predictor import Predictor
 from llmsignal.models.registry import Entry, Registry, RegistryError
 from llmsignal.models.server import create_app, start_in_thread
 from llmsignal.strategies.threshold import threshold_exposure

@@ -49,6 +49,7 @@ _EXPORTS = {
     "ThresholdStrategy": "llmsignal.strategies",
     "ProbabilityStrategy": "llmsignal.strategies",
     "EnsembleStrategy": "llmsignal.strategies",
+    "VolatilityTargetStrategy": "llmsignal.strategies",
     "Costs": "llmsignal.backtests.costs",
     "run_backtest": "llmsignal.backtests.engine",
     "RunConfig": "llmsignal.run",

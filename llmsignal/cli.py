@@ -111,7 +111,8 @@ def _prediction_flags(parser: argparse.ArgumentParser) -> None:
 def _strategy_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", action="append", metavar="SPEC",
                         help="ThresholdStrategy (default), ProbabilityStrategy, EnsembleStrategy, "
-                             "package.module:Class or path/to/file.py:Class; repeat for a method x strategy grid")
+                             "VolatilityTargetStrategy, package.module:Class or path/to/file.py:Class; repeat for a "
+                             "method x strategy grid")
     parser.add_argument("--strategy-param", action="append", default=[], metavar="[STRATEGY.]NAME=VALUE",
                         help="a strategy parameter, e.g. threshold_bps=1 or ThresholdStrategy.threshold_bps=1")
 
@@ -186,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre = sub.add_parser("pretrain", help="pretrain the embedded base on the offline corpus")
     pre.add_argument("--steps", type=positive_int, default=1200)
     pre.add_argument("--out", type=Path, help="output folder (default: the package's embedded base)")
-    predict = sub.add_parser("predict", help="forecasts of a registry entry for the bars of a CSV")
+    predict = sub.add_parser("predict", help="forecasts of a registry entry for the bars of a CSV: forecast, p_up, "
+                             "sigma and the quantiles q05 .. q95 of the next close")
     predict.add_argument("--entry", required=True, help="NAME or NAME@VERSION")
     predict.add_argument("--data")
     predict.add_argument("--registry", type=Path, default=Path("registry"))
@@ -327,6 +329,7 @@ def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from llmsignal.data import load_bars
+    from llmsignal.models.distribution import FORECAST_COLUMNS
     from llmsignal.models.entries import entry_registry
     from llmsignal.models.predictor import Predictor
 
@@ -339,7 +342,7 @@ def _predict(args: argparse.Namespace) -> int:
     k = 1 if args.forecasts_per_pass is None else args.forecasts_per_pass
     predictor = Predictor.from_entry(entry, forecasts_per_pass=k, precision=args.precision)
     warn_precision(predictor.number_format)
-    frame = predictor.predict(bars, max(position, entry.metadata["codec"]["context"]))
+    frame = predictor.predict(bars, max(position, entry.metadata["codec"]["context"]))[FORECAST_COLUMNS]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.index.name = "timestamp"
     frame.to_csv(args.out)

@@ -3,8 +3,8 @@
     >>> table = run(RunConfig(methods=["full", "lora", "adapter"], quick=True))   # doctest: +SKIP
 
 is what ``llmsignal run --methods full,lora,adapter --quick`` does. Outputs in ``--out``: ``comparison.csv``,
-``comparison.html``, ``predictions.csv``, ``tearsheets/<method>.html`` and
-``timings.json``.
+``comparison.html``, ``predictions.csv`` (each bar's forecast, ``p_up``, ``sigma`` and quantiles of the next
+close), ``tearsheets/<method>.html`` and ``timings.json``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from llmsignal.finetune.methods import Method, make_method
 from llmsignal.finetune.precision import Precision, resolve_precision
 from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.baselines import BASELINES
+from llmsignal.models.distribution import FORECAST_COLUMNS
 from llmsignal.models.entries import entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
 from llmsignal.models.registry import Entry
@@ -302,8 +303,7 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
     (out / "settings.json").write_text(json.dumps({**settings, "warnings": warnings}, indent=2, default=str))
     frame = pd.concat([f.forecasts.assign(method=f.name) for f in forecasters])
     frame.index.name = "timestamp"
-    frame.reset_index()[["timestamp", "method", "close", "forecast", "p_up"]].to_csv(out / "predictions.csv",
-                                                                                     index=False)
+    frame.reset_index()[["timestamp", "method", *FORECAST_COLUMNS]].to_csv(out / "predictions.csv", index=False)
     forecasts = {f.name: f.forecasts for f in forecasters}
     losses = {f.name: f.losses for f in forecasters if f.losses}
     (out / "losses.json").write_text(json.dumps(losses))

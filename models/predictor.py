@@ -11,7 +11,9 @@ in one forward pass: the ten first-digit candidates are appended to the prompt
 with an attention mask that lets each see the prompt and itself only, so their
 logits give the second digit for each first digit. The forecast is the close times the
 exponential of the mean return; ``p_up`` is the probability mass above "no
-change" (half of "no change" counts as up).
+change" (half of "no change" counts as up); ``sigma`` and the quantiles ``q05 .. q95``
+of the next close come from the same 100 bins, and the frame keeps the bins themselves
+for the distribution scores (``llmsignal.models.distribution``).
 
 ``forecasts_per_pass=k`` trades context for speed: the bars ``t`` with the
 same ``t // k`` share one window of ``context`` returns, and each bar's
@@ -35,10 +37,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from llmsignal.finetune.codec import TOKENS_PER_VALUE, ZERO_BIN, PriceCodec, TokenTable
+from llmsignal.finetune.codec import TOKENS_PER_VALUE, PriceCodec, TokenTable
 from llmsignal.finetune.precision import PrecisionError, autocast, device, resolve_precision
+from llmsignal.models.distribution import binned_frame
 from llmsignal.models.entries import frame_fingerprint, load_entry_model
 from llmsignal.models.registry import Entry
+
+CACHE_VERSION = 2  # 2: sigma, quantiles and the 100 bins beside forecast and p_up
 
 
 class PredictionError(ValueError):
@@ -66,7 +71,6 @@ class Predictor:
         self.name = name
         self.forecasts_per_pass = forecasts_per_pass
         self.precision = "float32"  # the exactness probe compares like with like
-        self.returns = torch.tensor(codec.bin_returns(), dtype=torch.float64)
         self.use_tree = self._tree_is_exact()
         self.precision = self.number_format.name
 
@@ -125,8 +129,8 @@ class Predictor:
         k = self.forecasts_per_pass
         return self.codec.context - k + 1 + np.asarray(ends) % k
 
-    def forecast(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Next-close forecast and P(up) for each bar index in ``ends``, from closes up to that bar only."""
+    def probabilities(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False) -> np.ndarray:
+        """The 100 bin probabilities of the next return after each bar index in ``ends``, from closes up to it only."""
         closes = np.asarray(closes, dtype=float)
         ends = np.asarray(ends, dtype=int)
         context = self.codec.context
@@ -142,10 +146,18 @@ class Predictor:
             for rows, chunk in batches(bins, bars):
                 probs[rows] = chunk
                 bar.update(len(rows))
-        probs = probs[row_of_bar]
-        forecasts = closes[ends] * np.exp((probs @ self.returns).numpy())
-        ups = (probs[:, ZERO_BIN + 1:].sum(1) + 0.5 * probs[:, ZERO_BIN]).numpy()
-        return forecasts, ups
+        return probs[row_of_bar].numpy()
+
+    def describe(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False) -> pd.DataFrame:
+        """The forecast frame (``llmsignal.models.distribution``) of each bar index in ``ends``: one row each."""
+        ends = np.asarray(ends, dtype=int)
+        probs = self.probabilities(closes, ends, progress)
+        return binned_frame(np.asarray(closes, dtype=float)[ends], probs, self.codec.step)
+
+    def forecast(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Next-close forecast and P(up) for each bar index in ``ends``, from closes up to that bar only."""
+        frame = self.describe(closes, ends, progress)
+        return frame["forecast"].to_numpy(), frame["p_up"].to_numpy()
 
     def _one_per_pass(self, bins: np.ndarray, bars: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
         """Each bar's own context, in batches of bars that read the same number of returns."""
@@ -178,11 +190,9 @@ class Predictor:
             yield from _requested_points(row_of, [first_bar], self.window_distribution(window[None], points))
 
     def predict(self, bars: pd.DataFrame, start: int, progress: bool = True) -> pd.DataFrame:
-        """Forecasts for every bar from position ``start`` to the end of ``bars``."""
-        ends = np.arange(start, len(bars))
-        forecast, p_up = self.forecast(bars["close"].to_numpy(), ends, progress=progress)
-        return pd.DataFrame({"close": bars["close"].to_numpy()[start:], "forecast": forecast, "p_up": p_up},
-                            index=bars.index[start:])
+        """The forecast frame of every bar from position ``start`` to the end of ``bars``, indexed by their times."""
+        frame = self.describe(bars["close"].to_numpy(), np.arange(start, len(bars)), progress=progress)
+        return frame.set_axis(bars.index[start:])
 
     def _tree_is_exact(self) -> bool:
         """Whether one pass with the candidate mask gives what ten plain passes give, at this many points.
@@ -241,15 +251,18 @@ def cached_predictions(entry: Entry, bars: pd.DataFrame, start: int, cache_dir: 
                        forecasts_per_pass: int = 1, precision: str = "float32") -> tuple[pd.DataFrame, float]:
     """Forecasts of ``entry`` for ``bars[start:]``, from the cache when the same entry saw the same bars.
 
-    Returns the frame and the prediction time per bar in milliseconds (as measured when computed).
+    Returns the frame and the prediction time per bar in milliseconds (as measured when computed). The
+    file name carries ``CACHE_VERSION``: a cache written before the frame gained columns is never read.
     """
     precision = resolve_precision(precision).name  # the cache names what ran, never "auto"
     options = f"{'-merged' if merge else ''}{f'-k{forecasts_per_pass}' if forecasts_per_pass > 1 else ''}" + (
         f"-{precision}" if precision != "float32" else "")
-    path = Path(cache_dir) / f"{entry.name}-{entry.version}-{frame_fingerprint(bars)}-{start}{options}.csv"
+    path = Path(cache_dir) / (f"{entry.name}-{entry.version}-{frame_fingerprint(bars)}-{start}{options}"
+                              f"-v{CACHE_VERSION}.csv")
     if path.exists():
         cached = pd.read_csv(path, index_col=0, parse_dates=[0])
-        return cached.drop(columns="ms_per_bar"), float(cached["ms_per_bar"].iloc[0])
+        # copy: read_csv gives each of the 110 columns a block of its own, and pandas warns at every insert
+        return cached.drop(columns="ms_per_bar").copy(), float(cached["ms_per_bar"].iloc[0])
     predictor = Predictor.from_entry(entry, merge=merge, forecasts_per_pass=forecasts_per_pass, precision=precision)
     began = pd.Timestamp.now()
     frame = predictor.predict(bars, start)

@@ -6,11 +6,14 @@
 
     POST /predict   {"timestamps": [1704196800, ...], "close": [1.10312, ...]}   recent bars, oldest first
                  -> {"entry": "eurusd-lora@1", "timestamp": 1704369600, "close": 1.10451, "forecast": 1.10463,
-                     "p_up": 0.53, "signal": 1, "expected_return_bps": 1.09}
+                     "p_up": 0.53, "signal": 1, "expected_return_bps": 1.09, "sigma": 0.00093,
+                     "q05": 1.10294, "q25": 1.10394, "q50": 1.10463, "q75": 1.10532, "q95": 1.10632}
     GET  /entries   the registry's entries          GET /health     liveness          GET /docs    OpenAPI
 
 The forecast is the entry's next-close forecast for the last bar sent, computed from
-the closes in the request only (so it cannot look ahead), and ``signal`` is the
+the closes in the request only (so it cannot look ahead), with ``sigma`` (standard deviation
+of the next log-return) and the quantiles ``q05 .. q95`` of the next close from the same
+100-bin distribution; ``signal`` is the
 strategy rule given to ``create_app`` (``llmsignal serve`` gives ThresholdStrategy's,
 ``threshold_exposure``) applied to its expected return: 1 long, -1 short, 0 flat.
 
@@ -43,6 +46,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
+from llmsignal.models.distribution import QUANTILES
 from llmsignal.models.predictor import Predictor
 from llmsignal.models.registry import Entry, Registry
 
@@ -116,6 +120,12 @@ class PredictResponse(BaseModel):
     p_up: float = Field(description="the probability that the next close is above this one")
     signal: int = Field(description="1 long, -1 short, 0 flat: the served strategy rule on the expected return")
     expected_return_bps: float = Field(description="forecast / close - 1, in basis points")
+    sigma: float = Field(description="the standard deviation of the next log-return (0.001 is 10 basis points)")
+    q05: float = Field(description="the 5% quantile of the next close")
+    q25: float = Field(description="the 25% quantile of the next close")
+    q50: float = Field(description="the median of the next close")
+    q75: float = Field(description="the 75% quantile of the next close")
+    q95: float = Field(description="the 95% quantile of the next close")
 
 
 def create_app(entry: Entry, predictor: Predictor, decide: Callable[[float], float], rule: str = "",
@@ -154,17 +164,19 @@ def create_app(entry: Entry, predictor: Predictor, decide: Callable[[float], flo
               responses={401: {"description": "missing or wrong X-API-Key"}, 413: {"description": "body over 1 MB"},
                          422: {"description": "bad bars: too few, unsorted, mismatched, non-positive, ..."}})
     def predict(request: PredictRequest) -> PredictResponse:
-        """The next-close forecast, P(up) and signal for the last bar of ``request``."""
+        """The next-close forecast, P(up), signal, sigma and quantiles for the last bar of ``request``."""
         closes = _checked_closes(request, context)
         with model_lock:  # one request at a time on the model; FastAPI runs this in its thread pool
-            forecast, p_up = predictor.forecast(closes, np.array([len(closes) - 1]))
-        forecast, p_up, close = float(forecast[0]), float(p_up[0]), float(closes[-1])
-        if not (math.isfinite(forecast) and forecast > 0 and math.isfinite(p_up)):
+            row = predictor.describe(closes, np.array([len(closes) - 1])).iloc[0]
+        forecast, p_up, close = float(row["forecast"]), float(row["p_up"]), float(closes[-1])
+        quantiles = {name: float(row[name]) for name in QUANTILES}
+        if not all(math.isfinite(v) and v > 0 for v in (forecast, *quantiles.values())) or not math.isfinite(p_up):
             raise HTTPException(422, f"the forecast is not a finite price ({forecast}): are the closes on a sane "
                                      "scale?")
         return PredictResponse(entry=entry.ref, timestamp=request.timestamps[-1], close=close, forecast=forecast,
                                p_up=min(max(p_up, 0.0), 1.0), signal=_signal(decide(forecast / close - 1.0)),
-                               expected_return_bps=(forecast / close - 1.0) * 1e4)
+                               expected_return_bps=(forecast / close - 1.0) * 1e4, sigma=float(row["sigma"]),
+                               **quantiles)
 
     return app
 

@@ -5,6 +5,7 @@ from llmsignal.strategies.ensemble import EnsembleStrategy
 from llmsignal.strategies.probability import ProbabilityStrategy
 from llmsignal.strategies.signal_feed import SignalFeed, signal_frame
 from llmsignal.strategies.threshold import ThresholdStrategy
+from llmsignal.strategies.volatility import VolatilityTargetStrategy
 
 __all__ = ["EnsembleStrategy", "LLMSignalStrategy", "ProbabilityStrategy", "Signal", "SignalFeed", "StrategyError",
-           "ThresholdStrategy", "signal_frame"]
+           "ThresholdStrategy", "VolatilityTargetStrategy", "signal_frame"]

@@ -42,13 +42,15 @@ class StrategyError(ValueError):
 
 @dataclass(frozen=True)
 class Signal:
-    """What ``decide`` sees on one bar: the close, the model's forecast of the next close, and P(up)."""
+    """What ``decide`` sees on one bar: the close, the model's forecast of the next close, P(up) and ``sigma``,
+    the standard deviation of the next log-return (NaN in predictions made without it)."""
 
     timestamp: datetime
     close: float
     forecast: float
     p_up: float
     forecasts: dict  # (forecast, p_up) of every signal feed by feed name, the first data's included
+    sigma: float = float("nan")
 
     @property
     def expected_return(self) -> float:
@@ -82,7 +84,7 @@ class LLMSignalStrategy(bt.Strategy):
         forecast, p_up = data.forecast[0], data.p_up[0]
         forecasts = {data._name or "0": (forecast, p_up)}
         forecasts.update({d._name or str(i): (d.forecast[0], d.p_up[0]) for i, d in enumerate(self.datas[1:], 1)})
-        return Signal(data.datetime.datetime(0), data.close[0], forecast, p_up, forecasts)
+        return Signal(data.datetime.datetime(0), data.close[0], forecast, p_up, forecasts, data.sigma[0])
 
     def next(self) -> None:
         exposure = self._checked_exposure(self.signal())

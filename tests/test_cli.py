@@ -31,14 +31,21 @@ def test_run_writes_the_output_contract(quick_run):
     for column in ("trainable_params", "train_seconds", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
                    "dm_pvalue", "verdict"):
         assert column in table.columns
-    assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar"]
+    for column in ("log_score", "crps", "coverage_90", "calibration_error", "qlike", "ls_holm", "crps_holm",
+                   "distribution_verdict"):
+        assert column in table.columns
+    assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar", "garch", "climatology"]
+    assert table[["log_score", "crps", "coverage_90", "calibration_error", "qlike"]].notna().all().all()
     llm = table[table["kind"] == "llm"].set_index("method")
     assert llm.loc["full", "trainable_params"] > 10 * llm.loc["lora", "trainable_params"]
     assert (llm["train_seconds"] > 0).all() and (llm["saved_mb"] > 0).all()
     assert table.set_index("method").loc["naive", "relmae"] == pytest.approx(1.0)
     assert table["mase"].notna().all()  # Hyndman's, scaled by the naive MAE on the training bars
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == ["timestamp", "method", "close", "forecast", "p_up"]
+    assert list(predictions.columns) == ["timestamp", "method", "close", "forecast", "p_up", "sigma", "q05", "q25",
+                                         "q50", "q75", "q95"]
+    quantiles = predictions[["q05", "q25", "q50", "q75", "q95"]].to_numpy()
+    assert (predictions["sigma"] > 0).all() and (np.diff(quantiles, axis=1) > 0).all()
     assert predictions.groupby("method").size().nunique() == 1
     for method in table["method"]:
         assert method in (out / "tearsheets" / f"{method}.html").read_text()
@@ -58,7 +65,8 @@ def test_stages_run_alone_from_the_cli(quick_run, tmp_path, capsys):
     frame = pd.read_csv(preds, index_col=0, parse_dates=[0])
     run_preds = pd.read_csv(folder / "out" / "predictions.csv", parse_dates=["timestamp"])
     lora = run_preds[run_preds["method"] == "lora"].set_index("timestamp")
-    pd.testing.assert_series_equal(frame["forecast"], lora["forecast"], check_names=False, check_freq=False)
+    assert list(frame.columns) == ["close", "forecast", "p_up", "sigma", "q05", "q25", "q50", "q75", "q95"]
+    pd.testing.assert_frame_equal(frame, lora.drop(columns="method"), check_names=False, check_freq=False)
     assert main(["backtest", "--predictions", str(preds), "--data", str(data), "--out", str(tmp_path / "bt")]) == 0
     metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
     assert metrics["relmae"] == pytest.approx(pd.read_csv(folder / "out" / "comparison.csv")
@@ -118,7 +126,7 @@ def test_strategy_grid_and_a_user_file(quick_run, tiny_base, tmp_path):
     assert code == 0
     table = pd.read_csv(out / "comparison.csv")
     assert sorted(table["strategy"].unique()) == ["AlwaysLong", "ThresholdStrategy"]
-    assert len(table) == 2 * 4  # lora and three baselines, under each strategy
+    assert len(table) == 2 * 6  # lora and five baselines, under each strategy
     always = table[table["strategy"] == "AlwaysLong"]
     assert (always["trades"] == 1).all()  # one long position held from the first bar, whatever the forecast
     assert always["total_return"].nunique() == 1
@@ -137,9 +145,9 @@ def test_walk_forward_reports_each_fold(quick_run, tiny_base, tmp_path):
     assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(tmp_path / "reg"),
                  "--out", str(out), "--methods", "lora", "--walk-forward", "3"]) == 0
     folds = pd.read_csv(out / "folds.csv", parse_dates=["start", "end"])
-    assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 4
+    assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 6  # lora and five baselines
     pooled = pd.read_csv(out / "comparison.csv").set_index("method")
-    assert len(pooled) == 4 and "Walk-forward folds" in (out / "comparison.html").read_text()
+    assert len(pooled) == 6 and "Walk-forward folds" in (out / "comparison.html").read_text()
     assert main(["compare", str(out), "--out", str(tmp_path / "again")]) == 0
     assert "Walk-forward folds" in (tmp_path / "again" / "comparison.html").read_text()
     entries = sorted((tmp_path / "reg" / "bars-lora").glob("*/metadata.json"))
@@ -176,7 +184,7 @@ def test_side_by_side_tearsheet_survives_a_large_grid(quick_run, tiny_base, tmp_
                  "--strategy", "ProbabilityStrategy", "--strategy", "EnsembleStrategy",
                  "--strategy-param", "ThresholdStrategy.threshold_bps=0"])
     table = pd.read_csv(out / "comparison.csv")
-    assert code == 0 and len(table) == 3 * 6
+    assert code == 0 and len(table) == 3 * 8  # three methods and five baselines, under each strategy
     traded = int((table["trades"] > 0).sum())
     assert f"every row that traded ({min(traded, 9)})" in (out / "tearsheets" / "all.html").read_text()
     assert ("beyond the 9 columns quantstats can draw" in (out / "comparison.html").read_text()) == (traded > 9)
@@ -205,3 +213,21 @@ def test_backtest_of_forecasts_for_other_bars_says_so(quick_run, tmp_path, capsy
     one.to_csv(tmp_path / "lora.csv", index=False)
     assert main(["backtest", "--predictions", str(tmp_path / "lora.csv"), "--out", str(tmp_path / "bt")]) == 2
     assert "fewer than 2 timestamps in common" in capsys.readouterr().err
+
+
+def test_an_old_predictions_file_backtests_and_a_strategy_that_needs_sigma_says_so_in_one_line(quick_run, tmp_path,
+                                                                                                 capsys):
+    _, folder, data = quick_run
+    preds = pd.read_csv(folder / "out" / "predictions.csv")
+    old = preds[preds["method"] == "lora"][["timestamp", "close", "forecast", "p_up"]]  # llmsignal 0.2's columns
+    old.to_csv(tmp_path / "old.csv", index=False)
+    args = ["backtest", "--predictions", str(tmp_path / "old.csv"), "--data", str(data)]
+    assert main([*args, "--out", str(tmp_path / "bt")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "vt"), "--strategy", "VolatilityTargetStrategy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("llmsignal: error: VolatilityTargetStrategy needs the forecast's sigma")
+    preds[preds["method"] == "lora"].drop(columns="method").to_csv(tmp_path / "new.csv", index=False)
+    assert main(["backtest", "--predictions", str(tmp_path / "new.csv"), "--data", str(data), "--out",
+                 str(tmp_path / "vt"), "--strategy", "VolatilityTargetStrategy"]) == 0
+

@@ -68,6 +68,17 @@ def _column(page, index: int) -> list[str]:
     return page.eval_on_selector_all("#summary tbody tr", f"rows => rows.map(r => r.cells[{index}].innerText)")
 
 
+def test_the_page_shows_the_forecast_distributions(run_folder, browser):
+    page, errors = _open(browser, run_folder / "comparison.html")
+    for picture in ("calibration", "volatility", "fan charts"):
+        assert page.query_selector(f"img[alt='{picture}']") is not None, picture
+    assert "Distributions: " in page.inner_text("#answer")
+    table = pd.read_csv(run_folder / "comparison.csv").set_index("method")
+    shown = page.inner_text("#summary")
+    assert "the reference of the distribution tests" in shown and table.loc["lora", "distribution_verdict"] in shown
+    assert errors == []
+
+
 def test_the_side_by_side_tearsheet_holds_every_row_that_traded(run_folder):
     table = pd.read_csv(run_folder / "comparison.csv")
     traded = int((table["trades"] > 0).sum())

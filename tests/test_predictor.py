@@ -10,7 +10,8 @@ from llmsignal.finetune.base import load_base
 from llmsignal.finetune.codec import PriceCodec
 from llmsignal.finetune.methods import make_method
 from llmsignal.finetune.train import TrainConfig
-from llmsignal.models.entries import train_entry
+from llmsignal.models.distribution import BIN_COLUMNS
+from llmsignal.models.entries import frame_fingerprint, train_entry
 from llmsignal.models.predictor import PredictionError, Predictor, cached_predictions
 from llmsignal.models.registry import Registry
 from tests.conftest import TINY_CONTEXT, synthetic_bars, tiny_entries
@@ -176,6 +177,37 @@ def test_predictions_are_cached_by_entry_and_data(setup, tmp_path):
     other["close"] *= 1.01
     cached_predictions(entries["lora"], other, split.test_start, tmp_path)
     assert len(list(tmp_path.iterdir())) == 2
+
+
+def test_a_cache_from_before_the_distributions_is_never_read(setup, tmp_path):
+    split, _, entries = setup
+    entry = entries["lora"]
+    stale = tmp_path / f"{entry.name}-{entry.version}-{frame_fingerprint(split.bars)}-{split.test_start}.csv"
+    test = split.bars.iloc[split.test_start:]
+    pd.DataFrame({"close": test["close"], "forecast": 1.0, "p_up": 0.5, "ms_per_bar": 1.0}).to_csv(stale)
+    frame, _ = cached_predictions(entry, split.bars, split.test_start, tmp_path)
+    assert {"sigma", "q05", "q95", "bin_step", "bin50"} <= set(frame.columns) and (frame["forecast"] != 1.0).all()
+
+
+def test_the_forecast_frame_summarises_the_exact_bins(setup):
+    split, _, entries = setup
+    predictor = Predictor.from_entry(entries["lora"])
+    frame = predictor.predict(split.bars, split.test_start, progress=False)
+    probs = frame[BIN_COLUMNS].to_numpy()
+    t = split.test_start + 3
+    window = predictor.codec.to_bins(split.bars["close"].to_numpy()[t - CONTEXT:t + 1])
+    np.testing.assert_allclose(probs[3], predictor.distribution(window[None])[0].numpy(), atol=1e-12)
+    returns = predictor.codec.bin_returns()
+    mean = probs @ returns
+    np.testing.assert_allclose(frame["sigma"], np.sqrt(probs @ returns**2 - mean**2), rtol=1e-9)
+    np.testing.assert_allclose(frame["forecast"], frame["close"] * np.exp(mean), rtol=1e-12)
+    quantiles = frame[["q05", "q25", "q50", "q75", "q95"]].to_numpy()
+    assert (np.diff(quantiles, axis=1) > 0).all() and (frame["bin_step"] == predictor.codec.step).all()
+    # q05 and q95 hold 5% of the mass beyond them, bins spread across their width
+    below = np.log(frame["q05"] / frame["close"]).to_numpy() / predictor.codec.step + 50.5
+    whole = np.floor(below).astype(int)
+    mass = np.array([p[:w].sum() + p[w] * (b - w) for p, w, b in zip(probs, whole, below, strict=True)])
+    np.testing.assert_allclose(mass, 0.05, atol=1e-9)
 
 
 def test_entry_is_not_retrained_for_the_same_request(setup, tiny_base):

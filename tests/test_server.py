@@ -77,6 +77,17 @@ def test_the_ea_request_gets_the_predictors_forecast_and_signal(served):
     assert answer["signal"] == threshold_exposure(answer["forecast"] / answer["close"] - 1, 0.5)
 
 
+def test_the_answer_carries_sigma_and_the_quantiles_of_the_next_close(served):
+    window = served.bars.iloc[-64:]
+    answer = ea_post(served.url, ea_body(window)).json()
+    closes = np.round(window["close"].to_numpy(), DIGITS)
+    expected = Predictor.from_entry(served.entry).describe(closes, np.array([len(closes) - 1])).iloc[0]
+    quantiles = [answer[name] for name in ("q05", "q25", "q50", "q75", "q95")]
+    assert answer["sigma"] > 0 and quantiles == sorted(quantiles) and quantiles[0] < answer["close"] < quantiles[-1]
+    for name in ("sigma", "q05", "q25", "q50", "q75", "q95"):
+        assert answer[name] == pytest.approx(expected[name], rel=1e-12), name
+
+
 def test_a_window_gets_the_backtests_forecast_for_its_last_bar(served):
     """The server's forecast for bars up to t is the one the backtest makes at t from the whole series."""
     closes = np.round(served.bars["close"].to_numpy(), DIGITS)

@@ -14,6 +14,7 @@ from llmsignal.strategies import (
     SignalFeed,
     StrategyError,
     ThresholdStrategy,
+    VolatilityTargetStrategy,
     signal_frame,
 )
 from llmsignal.strategies.ensemble import ensemble_exposure
@@ -148,6 +149,28 @@ def test_probability_strategy_holds_the_mapped_exposure(bars):
     assert size == int(0.5 * Costs().cash / bars["close"].iloc[0] / 1000) * 1000
     with pytest.raises(StrategyError, match="dead_zone < 0.5"):
         run_backtest(frame, ProbabilityStrategy, {"dead_zone": 0.5})
+
+
+def test_volatility_targeting_sizes_the_side_by_target_over_sigma(bars):
+    wide = signal_frame(bars, _forecasts(bars, 1.001).assign(sigma=0.002))  # 10 bp up, 20 bp wide
+    size = _run(wide, VolatilityTargetStrategy, target_bps=5.0).fills[0][2]
+    assert size == int(0.25 * Costs().cash / bars["close"].iloc[0] / 1000) * 1000  # 5 / 20 of a full position
+    calm = signal_frame(bars, _forecasts(bars, 0.999).assign(sigma=0.0002))
+    assert _run(calm, VolatilityTargetStrategy, target_bps=5.0).fills[0][2] == \
+        -int(Costs().cash / bars["close"].iloc[0] / 1000) * 1000  # capped at a full short
+    with pytest.raises(StrategyError, match="target_bps > 0"):
+        run_backtest(wide, VolatilityTargetStrategy, {"target_bps": 0})
+
+
+def test_forecasts_without_sigma_trade_with_the_old_strategies_and_the_sigma_strategy_says_what_is_missing(bars):
+    old = signal_frame(bars, _forecasts(bars, 1.001))  # forecast and p_up only, as before sigma existed
+    assert old["sigma"].isna().all()
+    for strategy in (ThresholdStrategy, ProbabilityStrategy, EnsembleStrategy):
+        assert run_backtest(old, strategy).equity.notna().all()
+    with pytest.raises(StrategyError) as raised:
+        run_backtest(old, VolatilityTargetStrategy)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith("VolatilityTargetStrategy needs the forecast's sigma")
 
 
 def _direction(result, bars):
