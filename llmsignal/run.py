@@ -269,7 +269,8 @@ def _threshold(config: RunConfig) -> float | None:
 def _summary(row: dict) -> None:
     print(f"{row['method']:>10}: MAE/naive {row['relmae']:.3f}  direction {row['directional_accuracy']:.1%}  "
           f"Sharpe {row['sharpe']:+.2f}  return {row['total_return']:+.2%}  trades {row['trades']}  "
-          f"{row['trainable_params']:,} trainable  {row['train_seconds']:.0f}s"
+          f"{row['trainable_params']:,} trainable  lr {row['lr']}  {row['steps_used']:.0f} steps  "
+          f"{row['train_seconds']:.0f}s"
           f"{'' if row['trained_now'] else ' (from registry)'}", file=sys.stderr)
 
 
