@@ -251,9 +251,9 @@ def stage_configs(steps: int) -> tuple[TrainConfig, TrainConfig]:
 
 
 def flop_per_token(model: torch.nn.Module) -> int:
-    """Matmul FLOPs per token of one training step: forward and input gradients for every weight (4 each),
-    weight gradients (2) only for trainable ones. The usual 6 x parameters counts weight gradients that
-    PEFT methods never compute, which let LoRA on GPT-2 small read "191% of peak"."""
+    """Matmul FLOPs per token of one training step: forward (2) and input gradient (2) for every weight, weight
+    gradient (2) only for trainable ones. The usual 6 x parameters counts weight gradients that PEFT methods
+    never compute, which let LoRA on GPT-2 small read above 100% of peak."""
     total = sum(p.numel() for p in model.parameters())
     return 4 * total + 2 * count_trainable(model)
 
@@ -288,11 +288,12 @@ def measure_stage(split: Split, base: Base, methods: Sequence[str], configs: dic
         time_stage_entry(split, base, "lora", replace(config, steps=2))
     flop = {m: flop_per_token(get_model(base.model, make_method(m))) for m in methods}
     samples = StageSamples({}, {}, {})
-    for _ in range(pairs):
+    for pair in range(1, pairs + 1):
         for method in methods:  # the two samples of a pair run back to back
             for label, config in configs.items():
                 peak = peaks.measure(config.precision)  # the peak of the format it trains in
                 spent, cost = time_stage_entry(split, base, method, config)
+                print(f"    train stage, pair {pair}/{pairs}: {method} {label} {spent:.1f} s", file=sys.stderr)
                 samples.seconds.setdefault((method, label), []).append(spent)
                 samples.shares.setdefault((method, label), []).append(flop[method] * cost["tokens_per_second"] / peak)
                 samples.val_loss[method, label] = cost["val_loss"]
