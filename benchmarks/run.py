@@ -19,6 +19,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -51,7 +52,8 @@ from llmsignal.strategies import ThresholdStrategy, signal_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 PEAK_VARIATION_LIMIT = 0.20  # a run whose matmul peak moved more than this (max/min - 1) is flagged
-BUSY_LOOP = "while True:\n    pass\n"  # --beside-load: one core's worth of pure-Python work
+# --beside-load: one core's worth of pure-Python work, which ends by itself if the benchmark is killed
+BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
 ROWS: list[tuple[str, str, str, str]] = []
 
 
@@ -168,6 +170,24 @@ class Peaks:
         return [p for p in self.samples if self.variation(p) > PEAK_VARIATION_LIMIT]
 
 
+def scheduler_times() -> tuple[int, int] | None:
+    """Nanoseconds this process's threads have run, and waited runnable for a core (Linux schedstat)."""
+    ran = waited = 0
+    tasks = list(Path("/proc/self/task").glob("*/schedstat"))
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            on_cpu, queued, _ = task.read_text().split()
+            ran, waited = ran + int(on_cpu), waited + int(queued)
+    return (ran, waited) if tasks and ran else None
+
+
+def waited_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
+    """The share of its runnable time the process spent waiting for a core between two ``scheduler_times``."""
+    if not start or not end or end[0] + end[1] <= start[0] + start[1]:
+        return None
+    return (end[1] - start[1]) / (end[0] - start[0] + end[1] - start[1])
+
+
 # -- the run's plan and the machine ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -234,10 +254,8 @@ def beside_load(enabled: bool) -> Iterator[subprocess.Popen | None]:
         return
     child = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL)
     try:
-        yield child
+        yield child  # the table's header says whether it still ran at the end
     finally:
-        if child.poll() is not None:
-            print(f"warning: the --beside-load process ended early (exit {child.returncode})", file=sys.stderr)
         child.terminate()
         child.wait(timeout=30)
 
@@ -577,7 +595,7 @@ def peak_rows(peaks: Peaks) -> list[str]:
         if flagged:
             loud.append(f"!!! FLAGGED: the {precision} matmul peak varied by {variation:.0%} across this run "
                         f"(limit {PEAK_VARIATION_LIMIT:.0%}): the machine's speed changed under the benchmark; "
-                        "absolute speeds are unreliable, ratios of alternating pairs less so")
+                        "absolute speeds are unreliable, and so are ratios of work that contention hits unequally")
     return loud
 
 
@@ -597,7 +615,7 @@ def print_table(header: list[str], loud: list[str]) -> None:
 
 def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen | None) -> list[str]:
     """Every row, in order; returns the table's header lines."""
-    plan, peaks = Plan.make(args.quick, args.pairs), Peaks(dev)
+    plan, peaks, began = Plan.make(args.quick, args.pairs), Peaks(dev), scheduler_times()
     header = machine_lines(dev, beside)
     for line in header:
         print(line, file=sys.stderr)
@@ -627,6 +645,10 @@ def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen 
     if beside:
         header[-1] += "; busy process " + ("still running at the end" if beside.poll() is None else "DIED EARLY")
     header[-1] += f"; load average at end {os.getloadavg()[0]:.2f}"
+    waited = waited_share(began, scheduler_times())
+    if waited is not None:
+        row("machine", "waited for a core, share of runnable time", f"{waited:.0%}",
+            "this process's threads over the run (schedstat; ended threads not counted): 0% is an idle machine")
     return [*header, *peak_rows(peaks)]
 
 
@@ -648,6 +670,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     dev = choose_device(args.device)
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' deprecations, once per model
     torch.manual_seed(0)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or kill: stop --beside-load's process too
     with beside_load(args.beside_load) as beside:
         header = bench(args, dev, beside)
     loud = [line for line in header if line.startswith("!!!")]

@@ -90,6 +90,14 @@ def test_cuda_timing_waits_for_the_device_on_both_sides(bench, monkeypatch):
     assert len(waited) == 2
 
 
+def test_the_busy_process_runs_for_the_run_and_stops_after_it(bench):
+    with bench.beside_load(True) as busy:
+        assert busy.poll() is None
+    assert busy.poll() is not None
+    with bench.beside_load(False) as none:
+        assert none is None
+
+
 def _tiny_model() -> tuple[GPT2LMHeadModel, torch.Tensor]:
     tokenizer = embedded_tokenizer()
     torch.manual_seed(0)
