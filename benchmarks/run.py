@@ -340,7 +340,7 @@ def bench_train_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
     totals = {label: got.total(label, methods) for label in ("old", "new")}
     row("train", f"stage, all {len(methods)}: old / new seconds",
         f"{statistics.median(totals['old']):.1f} / {statistics.median(totals['new']):.1f}",
-        f"{median_range(totals['old'], '.1f')} / {median_range(totals["new"], ".1f")} s; {", ".join(methods)}: "
+        f"{median_range(totals['old'], '.1f')} / {median_range(totals['new'], '.1f')} s; {', '.join(methods)}: "
         f"{plan.stage_steps} steps x {new.batch_size} windows of {new.window}, EURUSD H1")
     row("train", f"stage, all {len(methods)}: old / new (done-when >= 2x)", str(Ratio.of(totals["old"], totals["new"])),
         "the default `llmsignal run` training stage, old and new side by side")
