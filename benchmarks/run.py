@@ -1,15 +1,16 @@
 """How fast is each stage, and how far from the machine's limit? Prints one table a noisy machine cannot fool.
 
-    python benchmarks/run.py                 # every row (about 25 minutes on 2 cores)
-    python benchmarks/run.py --quick         # fewer bars, steps and pairs (about 6 minutes)
+    python benchmarks/run.py                 # every row (about 30 minutes on 2 quiet cores)
+    python benchmarks/run.py --quick         # fewer bars, steps and pairs (about 8 minutes on 2 quiet cores)
     python benchmarks/run.py --beside-load   # the same, beside one CPU-bound process started for the run
     python benchmarks/run.py --device cuda   # the model rows on a GPU
 
 Every ratio is measured in alternating repeats (A, B, A, B, ...) and reported as the median and range of
-the per-pair ratios, e.g. ``2.84x (2.71–2.95, 3 pairs)``: both sides of a pair ran seconds apart, so a
+the per-pair ratios, e.g. ``2.84x (2.71–2.95, 3 pairs)``: both sides of a pair ran back to back, so a
 busy moment slows one pair, not the ratio. Every "% of peak" is taken against a matmul peak measured
-right before it; a run whose peak itself varied by more than 20% is flagged. Rows are explained in
-benchmarks/README.md.
+right before it; a run whose peak itself varied by more than 20% is flagged. Load that slows the two
+sides of a ratio unequally still moves it: the table gives the load average and the share of its time
+the benchmark waited for a core. Rows are explained in benchmarks/README.md.
 """
 
 from __future__ import annotations
