@@ -1,15 +1,16 @@
 """How fast is each stage, and how far from the machine's limit? Prints one table a noisy machine cannot fool.
 
-    python benchmarks/run.py                 # every row (about 25 minutes on 2 cores)
-    python benchmarks/run.py --quick         # fewer bars, steps and pairs (about 6 minutes)
+    python benchmarks/run.py                 # every row (about 30 minutes on 2 quiet cores)
+    python benchmarks/run.py --quick         # fewer bars, steps and pairs (about 8 minutes on 2 quiet cores)
     python benchmarks/run.py --beside-load   # the same, beside one CPU-bound process started for the run
     python benchmarks/run.py --device cuda   # the model rows on a GPU
 
 Every ratio is measured in alternating repeats (A, B, A, B, ...) and reported as the median and range of
-the per-pair ratios, e.g. ``2.84x (2.71–2.95, 3 pairs)``: both sides of a pair ran seconds apart, so a
+the per-pair ratios, e.g. ``2.84x (2.71–2.95, 3 pairs)``: both sides of a pair ran back to back, so a
 busy moment slows one pair, not the ratio. Every "% of peak" is taken against a matmul peak measured
-right before it; a run whose peak itself varied by more than 20% is flagged. Rows are explained in
-benchmarks/README.md.
+right before it; a run whose peak itself varied by more than 20% is flagged. Load that slows the two
+sides of a ratio unequally still moves it: the table gives the load average and the share of its time
+the benchmark waited for a core. Rows are explained in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from llmsignal.finetune.bars import Split, split_bars
 from llmsignal.finetune.base import FUSED_GELU, Base, load_base
 from llmsignal.finetune.codec import TokenTable
 from llmsignal.finetune.methods import count_trainable, get_model, make_method
-from llmsignal.finetune.precision import autocast, cpu_features, cpu_name, native_bfloat16, resolve_precision
+from llmsignal.finetune.precision import autocast, cpu_features, cpu_name, native_bfloat16
 from llmsignal.finetune.train import PeakMemory, TrainConfig, float32_attention, make_optimizer, set_dropout
 from llmsignal.models.entries import entry_registry, train_entry
 from llmsignal.models.predictor import Predictor
@@ -198,6 +199,8 @@ class Plan:
     stage_pairs: int  # old/new pairs of the whole training stage
     stage_steps: int  # training steps per method in the stage rows (the default run: 200)
     speed_steps: int  # timed steps per model-speed sample
+    step_rounds: int  # rounds of the step-level old/new alternation
+    step_chunk: int  # steps per sample in it
     predict_bars: int
     naive_bars: int  # bars of the per-bar generate() loop
     embedded_methods: tuple[str, ...]
@@ -209,10 +212,10 @@ class Plan:
     @classmethod
     def make(cls, quick: bool, pairs: int | None = None) -> Plan:
         if quick:
-            plan = cls(2, 2, 30, 4, 600, 40, ("full", "lora", "adapter"), ("full", "lora"), (1000,), (500, 1000),
+            plan = cls(2, 2, 30, 4, 6, 2, 600, 40, ("full", "lora", "adapter"), ("full", "lora"), (1000,), (500, 1000),
                        (("--quick",),))
         else:
-            plan = cls(3, 2, 200, 8, 2000, 120,
+            plan = cls(3, 2, 200, 8, 10, 4, 2000, 120,
                        ("full", "lora", "adapter", "houlsby", "parallel", "prefix", "ia3", "ln", "bitfit"),
                        ("full", "lora", "adapter", "ia3"), (5000, 20_000), (1000, 5000, 20_000),
                        (("--quick",), ()))
@@ -337,56 +340,80 @@ def bench_train_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
             f"val loss {got.val_loss[m, 'old']:.4f} / {got.val_loss[m, 'new']:.4f}")
     totals = {label: got.total(label, methods) for label in ("old", "new")}
     row("train", f"stage, all {len(methods)}: old / new seconds",
-        f"{median_range(totals['old'], '.1f')} / {median_range(totals['new'], '.1f')}",
-        f"{', '.join(methods)}: {plan.stage_steps} steps x {new.batch_size} windows of {new.window}, EURUSD H1")
+        f"{statistics.median(totals['old']):.1f} / {statistics.median(totals['new']):.1f}",
+        f"{median_range(totals['old'], '.1f')} / {median_range(totals['new'], '.1f')} s; {', '.join(methods)}: "
+        f"{plan.stage_steps} steps x {new.batch_size} windows of {new.window}, EURUSD H1")
     row("train", f"stage, all {len(methods)}: old / new (done-when >= 2x)", str(Ratio.of(totals["old"], totals["new"])),
         "the default `llmsignal run` training stage, old and new side by side")
 
 
 # -- training: model speed against the adjacent peak ---------------------------------------------------------------
 
-def train_speed(model: torch.nn.Module, ids: torch.Tensor, steps: int, precision: str,
-                dev: torch.device) -> tuple[float, float]:
-    """Tokens/s of training steps as ``llmsignal.finetune.train`` takes them (no dropout, autocast where
-    bfloat16, attention in float32, fused AdamW, clipping) after one warm-up step, and peak MB added."""
-    model.to(dev).train()
-    set_dropout(model, 0.0)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(params, lr=1e-4)
-    ids = ids.to(dev)
+class Stepper:
+    """A measure: ``steps`` training steps as ``llmsignal.finetune.train`` takes them (the config's dropout and
+    precision, attention in float32 under bfloat16, fused AdamW, clipping) on one fixed batch, in seconds."""
 
-    def step() -> None:
-        with autocast(precision, dev):
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def __init__(self, model: torch.nn.Module, ids: torch.Tensor, config: TrainConfig, dev: torch.device,
+                 steps: int) -> None:
+        self.model, self.ids, self.config, self.dev, self.steps = model.to(dev).train(), ids.to(dev), config, dev, steps
+        if config.dropout is not None:  # None keeps the model's own rates, as train() does
+            set_dropout(model, config.dropout)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, lr=1e-4)
+        with PeakMemory(dev) as memory:
+            self._run(1)  # the first step pays for allocation and the optimizer's state
+        self.memory_mb = memory.peak_mb
 
-    with PeakMemory(dev) as memory, float32_attention(model, precision):
-        step()  # the first step pays for allocation
-        seconds = timed(lambda: [step() for _ in range(steps)], dev)
-    return ids.numel() * steps / seconds, memory.peak_mb
+    def _run(self, steps: int) -> None:
+        with float32_attention(self.model, self.config.precision):
+            for _ in range(steps):
+                with autocast(self.config.precision, self.dev):
+                    loss = self.model(input_ids=self.ids, labels=self.ids).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+
+    def __call__(self) -> float:
+        return timed(lambda: self._run(self.steps), self.dev)
+
+    def tokens_per_second(self, seconds: float) -> float:
+        return self.ids.numel() * self.steps / seconds
+
+
+def bench_stage_steps(base: Base, plan: Plan, dev: torch.device) -> None:
+    """The stage's training loop alone, old against new, alternating every few steps: load that shifts over
+    minutes (and moves a whole ``train_entry``) hits both sides of each pair alike."""
+    old, new = stage_configs(plan.stage_steps)
+    methods = [m for m in DEFAULT_METHODS if make_method(m).trainable]
+    ids = TokenTable(base.tokenizer).ids(np.random.default_rng(0).integers(30, 70, size=(new.batch_size, new.window)))
+    measures = {(m, label): Stepper(get_model(base.model, make_method(m)), ids, config, dev, plan.step_chunk)
+                for m in methods for label, config in (("old", old), ("new", new))}
+    samples = alternate(measures, plan.step_rounds)
+    for m in methods:
+        row("train", f"steps, {m}: old / new", str(Ratio.of(samples[m, "old"], samples[m, "new"])),
+            f"{median_range([s / plan.step_chunk for s in samples[m, 'old']], '.3f')} / "
+            f"{median_range([s / plan.step_chunk for s in samples[m, 'new']], '.3f')} s a step")
+    totals = {label: [sum(parts) for parts in zip(*(samples[m, label] for m in methods), strict=True)]
+              for label in ("old", "new")}
+    row("train", f"steps, all {len(methods)}: old / new", str(Ratio.of(totals["old"], totals["new"])),
+        f"{plan.step_chunk} steps a sample, old and new of each method in turn, {plan.step_rounds} rounds")
 
 
 def speed_rows(label: str, base_model: torch.nn.Module, methods: Sequence[str], table: TokenTable, steps: int,
                batch: int, plan: Plan, peaks: Peaks, dev: torch.device) -> None:
-    """tokens/s per method, each sample right after a peak of the same number format."""
-    precision = resolve_precision("auto", dev).name  # what the default run trains in on this device
-    ids = table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, 49)))
+    """tokens/s per method with the default run's settings, each sample right after a peak of its format."""
+    config = RunConfig().train_config()  # precision resolved for this device
+    ids = table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, config.window)))
     for name in methods:
-        model, memory = get_model(base_model, make_method(name)), []
-
-        def train(model: torch.nn.Module = model, memory: list[float] = memory) -> float:
-            tokens, peak_mb = train_speed(model, ids, steps, precision, dev)
-            memory.append(peak_mb)
-            return tokens
-
-        samples = alternate({"peak": lambda: peaks.measure(precision), "train": train}, plan.pairs)
-        flops = [flop_per_token(model) * t for t in samples["train"]]
-        row("train", f"{label}, {name}: tokens/s", median_range(samples["train"]),
-            f"{share_of_peak(Ratio.of(flops, samples['peak']))} ({precision}); {batch}x{ids.shape[1]} tokens a step; "
-            f"{count_trainable(model):,} trainable; peak +{max(memory):,.0f} MB")
+        stepper = Stepper(get_model(base_model, make_method(name)), ids, config, dev, steps)
+        samples = alternate({"peak": lambda: peaks.measure(config.precision), "train": stepper}, plan.pairs)
+        tokens = [stepper.tokens_per_second(s) for s in samples["train"]]
+        flops = [flop_per_token(stepper.model) * t for t in tokens]
+        row("train", f"{label}, {name}: tokens/s", median_range(tokens),
+            f"{share_of_peak(Ratio.of(flops, samples['peak']))} ({config.precision}); "
+            f"{batch}x{ids.shape[1]} tokens a step; {count_trainable(stepper.model):,} trainable; "
+            f"peak +{stepper.memory_mb:,.0f} MB")
 
 
 def bench_train_speeds(base: Base, plan: Plan, peaks: Peaks, dev: torch.device) -> None:
@@ -626,6 +653,7 @@ def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen 
             "native bfloat16")
     base = load_base("embedded")
     bench_train_stage(base, plan, peaks)
+    bench_stage_steps(base, plan, dev)
     bench_train_speeds(base, plan, peaks, dev)
     with tempfile.TemporaryDirectory() as tmp:
         bars = synthetic_bars(plan.predict_bars)

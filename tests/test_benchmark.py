@@ -106,18 +106,22 @@ def _tiny_model() -> tuple[GPT2LMHeadModel, torch.Tensor]:
     return model, ids
 
 
-def test_train_speed_runs_a_step_on_cpu(bench):
+def test_a_stepper_times_training_steps_with_its_settings(bench):
     model, ids = _tiny_model()
-    tokens, _ = bench.train_speed(model, ids, 1, "float32", torch.device("cpu"))
-    assert tokens > 0
+    stepper = bench.Stepper(model, ids, bench.TrainConfig(dropout=0.0), torch.device("cpu"), steps=2)
+    assert stepper() > 0 and stepper.tokens_per_second(1.0) == ids.numel() * 2
+    assert all(m.p == 0.0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    old, _ = _tiny_model()
+    bench.Stepper(old, ids, bench.TrainConfig(dropout=None), torch.device("cpu"), steps=1)
+    assert {m.p for m in old.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}  # the model's own
     assert bench.matmul_peak(torch.device("cpu"), size=64, repeats=1) > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_the_device_threads_through_to_the_model_and_the_peak(bench):
     model, ids = _tiny_model()
-    tokens, memory = bench.train_speed(model, ids, 1, "float32", torch.device("cuda"))
-    assert tokens > 0 and memory > 0 and next(model.parameters()).device.type == "cuda"
+    stepper = bench.Stepper(model, ids, bench.TrainConfig(), torch.device("cuda"), steps=1)
+    assert stepper() > 0 and stepper.memory_mb > 0 and next(model.parameters()).device.type == "cuda"
     assert bench.matmul_peak(torch.device("cuda"), size=256, repeats=2) > 0
 
 
