@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import signal
 import statistics
@@ -141,13 +142,19 @@ def timed(work: Callable[[], object], dev: torch.device) -> float:
 
 
 def matmul_peak(dev: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
-                repeats: int = 5) -> float:
-    """FLOP/s of a large square matmul in ``dtype``: the practical ceiling for dense training on ``dev``."""
+                bursts: int = 3, seconds: float = 0.1) -> float:
+    """FLOP/s of a large square matmul in ``dtype``: the practical ceiling for dense training on ``dev``.
+
+    The best of ``bursts`` bursts of at least ``seconds`` each, into one preallocated output: on a 2-core
+    VM a single short burst of bfloat16 (AMX) matmuls read anywhere from 1.1 to 2.1 TFLOP/s on a quiet
+    machine, the best of three 0.1-s bursts 2.0 to 2.2.
+    """
     size = size or (8192 if dev.type == "cuda" else 2048)
-    a, b = (torch.randn(size, size, device=dev, dtype=dtype) for _ in range(2))
-    torch.matmul(a, b)  # warm-up: first-call allocation and kernel choice
-    seconds = timed(lambda: [torch.matmul(a, b) for _ in range(repeats)], dev)
-    return 2 * size**3 * repeats / seconds
+    a, b, out = (torch.randn(size, size, device=dev, dtype=dtype) for _ in range(3))
+    once = timed(lambda: torch.matmul(a, b, out=out), dev)  # also the warm-up: allocation and kernel choice
+    repeats = max(1, math.ceil(seconds / max(once, 1e-6)))
+    best = min(timed(lambda: [torch.matmul(a, b, out=out) for _ in range(repeats)], dev) for _ in range(bursts))
+    return 2 * size**3 * repeats / best
 
 
 class Peaks:
@@ -416,14 +423,39 @@ def speed_rows(label: str, base_model: torch.nn.Module, methods: Sequence[str], 
             f"peak +{stepper.memory_mb:,.0f} MB")
 
 
+def gpt2_small() -> GPT2LMHeadModel:
+    """GPT-2 small's shape with random weights: what ``load_base`` gives real GPT-2, costing the same."""
+    return GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
+                                      activation_function=FUSED_GELU))
+
+
 def bench_train_speeds(base: Base, plan: Plan, peaks: Peaks, dev: torch.device) -> None:
     table = TokenTable(base.tokenizer)
     speed_rows("embedded base", base.model, plan.embedded_methods, table, plan.speed_steps, 16, plan, peaks, dev)
-    small = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_positions=1024, n_embd=768, n_layer=12, n_head=12,
-                                       activation_function=FUSED_GELU))  # what load_base gives real GPT-2
     # the embedded tokenizer's ids are valid GPT-2 ids too: cost does not depend on which tokens they are
-    speed_rows("GPT-2 small (124M)", small, plan.small_methods, table, max(2, plan.speed_steps // 4), 4, plan,
-               peaks, dev)
+    speed_rows("GPT-2 small (124M)", gpt2_small(), plan.small_methods, table, max(2, plan.speed_steps // 4), 4,
+               plan, peaks, dev)
+
+
+def bench_precision_steps(base: Base, plan: Plan, dev: torch.device) -> None:
+    """float32 against bfloat16 alone (both without dropout), alternating: the choice ``--precision auto``
+    makes, measured on this machine for a small and a large model."""
+    if not native_bfloat16(dev):
+        row("train", "float32 / bfloat16 steps", "skipped", "no native bfloat16 here: auto picks float32")
+        return
+    new = RunConfig().train_config()
+    table = TokenTable(base.tokenizer)
+    for label, model, batch, steps in (("embedded base", base.model, 16, plan.step_chunk),
+                                       ("GPT-2 small (124M)", gpt2_small(), 4, 1)):
+        ids = table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, new.window)))
+        for m in ("full", "lora"):
+            measures = {p: Stepper(get_model(model, make_method(m)), ids, replace(new, precision=p), dev, steps)
+                        for p in ("float32", "bfloat16")}
+            samples = alternate(measures, plan.pairs)
+            row("train", f"{label}, {m}: float32 / bfloat16 step", str(Ratio.of(samples["float32"],
+                                                                                 samples["bfloat16"])),
+                f"{median_range([s / steps for s in samples['float32']], '.4f')} / "
+                f"{median_range([s / steps for s in samples['bfloat16']], '.4f')} s a step, {batch}x{new.window}")
 
 
 # -- prediction ---------------------------------------------------------------------------------------------------
@@ -654,6 +686,7 @@ def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen 
     base = load_base("embedded")
     bench_train_stage(base, plan, peaks)
     bench_stage_steps(base, plan, dev)
+    bench_precision_steps(base, plan, dev)
     bench_train_speeds(base, plan, peaks, dev)
     with tempfile.TemporaryDirectory() as tmp:
         bars = synthetic_bars(plan.predict_bars)

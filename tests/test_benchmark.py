@@ -114,7 +114,7 @@ def test_a_stepper_times_training_steps_with_its_settings(bench):
     old, _ = _tiny_model()
     bench.Stepper(old, ids, bench.TrainConfig(dropout=None), torch.device("cpu"), steps=1)
     assert {m.p for m in old.modules() if isinstance(m, torch.nn.Dropout)} == {0.1}  # the model's own
-    assert bench.matmul_peak(torch.device("cpu"), size=64, repeats=1) > 0
+    assert bench.matmul_peak(torch.device("cpu"), size=64, bursts=1, seconds=0.001) > 0
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -122,7 +122,7 @@ def test_the_device_threads_through_to_the_model_and_the_peak(bench):
     model, ids = _tiny_model()
     stepper = bench.Stepper(model, ids, bench.TrainConfig(), torch.device("cuda"), steps=1)
     assert stepper() > 0 and stepper.memory_mb > 0 and next(model.parameters()).device.type == "cuda"
-    assert bench.matmul_peak(torch.device("cuda"), size=256, repeats=2) > 0
+    assert bench.matmul_peak(torch.device("cuda"), size=256, bursts=2, seconds=0.001) > 0
 
 
 def test_the_full_plan_trains_the_default_budget_in_at_least_two_pairs(bench):
@@ -130,3 +130,25 @@ def test_the_full_plan_trains_the_default_budget_in_at_least_two_pairs(bench):
     assert (full.stage_steps, quick.stage_steps) == (200, 30)
     assert full.stage_pairs >= 2 and 1 <= quick.stage_pairs <= 2
     assert bench.Plan.make(quick=True, pairs=1).stage_pairs == 1
+
+
+def test_precision_rows_time_both_formats_alone_or_say_why_not(bench, monkeypatch):
+    model, _ = _tiny_model()
+    base = bench.Base(model=model, tokenizer=embedded_tokenizer(), spec="tiny", fingerprint="tiny", info={})
+    monkeypatch.setattr(bench, "gpt2_small", lambda: _tiny_model()[0])
+    timed_formats = []
+    stepper = bench.Stepper
+    monkeypatch.setattr(bench, "Stepper", lambda m, ids, config, dev, steps: timed_formats.append(
+        (config.precision, config.dropout)) or stepper(m, ids, config, dev, steps))
+    plan = bench.Plan.make(quick=True, pairs=1)
+    bench.ROWS.clear()
+    monkeypatch.setattr(bench, "native_bfloat16", lambda dev=None: True)
+    bench.bench_precision_steps(base, plan, torch.device("cpu"))
+    assert sorted(set(timed_formats)) == [("bfloat16", 0.0), ("float32", 0.0)] and len(timed_formats) == 8
+    assert [r[1] for r in bench.ROWS][-1] == "GPT-2 small (124M), lora: float32 / bfloat16 step"
+    assert all(r[2].endswith("(1 pair)") for r in bench.ROWS)
+    bench.ROWS.clear()
+    monkeypatch.setattr(bench, "native_bfloat16", lambda dev=None: False)
+    bench.bench_precision_steps(base, plan, torch.device("cpu"))
+    assert bench.ROWS == [("train", "float32 / bfloat16 steps", "skipped",
+                           "no native bfloat16 here: auto picks float32")]
