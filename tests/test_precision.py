@@ -39,6 +39,14 @@ def test_auto_picks_bfloat16_where_the_cpu_computes_it(cpu_with_amx):
     assert resolve_precision("float32", CPU).name == "float32"
 
 
+def test_auto_keeps_float32_on_a_gpu_where_bfloat16_was_measured_slower(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    gpu = torch.device("cuda")
+    chosen = resolve_precision("auto", gpu)
+    assert chosen.name == "float32" and "too small for bfloat16 to pay" in chosen.note
+    assert resolve_precision("bfloat16", gpu).name == "bfloat16"  # asked for, it runs
+
+
 def test_an_unknown_precision_is_one_clear_error():
     with pytest.raises(PrecisionError, match="unknown precision 'half'; choose one of auto, float32, bfloat16"):
         resolve_precision("half")
