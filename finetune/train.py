@@ -48,6 +48,8 @@ class TrainConfig:
     min_delta: float = 1e-3  # the validation-loss fall (nats per token) that counts as an improvement
     lr_factors: tuple[float, ...] = (1.0,)  # the learning rates a search tries, as multiples of the method's own
     probe_steps: int = 0  # >0: every rate trains this far, and only the best continues until early stopping
+    schedule: str = "cosine"  # after warmup: "cosine" falls to 0.1 x lr at `steps`; "constant" holds (for early
+    # stopping, where the step training ends at is not known in advance)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -131,7 +133,7 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
     series = [b for b in train_bins if len(b) >= config.window]
     weights = np.array([len(b) for b in series], dtype=float)
     optimizer = make_optimizer(params, lr, config.weight_decay) if params else None
-    schedule = _cosine(lr, config.warmup, config.steps)
+    schedule = learning_rate(config, lr)
     start, stopping = 0, EarlyStopping(config.patience, config.min_delta,
                                                  resume and resume.get("early_stopping"))
     if resume:
@@ -244,10 +246,20 @@ def float32_attention(model: torch.nn.Module, precision: str):
         inner.set_attn_implementation(own)
 
 
-def _cosine(lr: float, warmup: int, steps: int) -> Callable[[int], float]:
+SCHEDULES = ("cosine", "constant")
+
+
+def learning_rate(config: TrainConfig, lr: float) -> Callable[[int], float]:
+    """The rate at each step under ``config.schedule``."""
+    warmup, steps = config.warmup, config.steps
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {config.schedule!r}; use one of {', '.join(SCHEDULES)}")
+
     def at(step: int) -> float:
         if step < warmup:
             return lr * (step + 1) / warmup
+        if config.schedule == "constant":
+            return lr
         progress = (step - warmup) / max(1, steps - warmup)
         return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
     return at

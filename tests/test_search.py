@@ -1,6 +1,7 @@
 """The fair race: a learning-rate search with early stopping, judged on the validation split alone."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,14 +14,14 @@ from llmsignal.finetune.bars import split_bars
 from llmsignal.finetune.base import load_base
 from llmsignal.finetune.codec import TokenTable
 from llmsignal.finetune.methods import get_model, make_method
-from llmsignal.finetune.train import EarlyStopping, TrainConfig, evaluate, train
+from llmsignal.finetune.train import EarlyStopping, TrainConfig, evaluate, learning_rate, train
 from llmsignal.models.entries import train_entry
 from llmsignal.models.registry import Registry
-from llmsignal.run import RunConfig, run
+from llmsignal.run import QUICK_SEARCH, RunConfig, run
 from tests.conftest import TINY_CONTEXT, synthetic_bars
 
 SEARCH = TrainConfig(steps=12, batch_size=4, window=TINY_CONTEXT + 1, eval_every=2, patience=2,
-                     lr_factors=(1.0, 30.0), probe_steps=4, checkpoint_every=2)
+                     lr_factors=(1.0, 30.0), probe_steps=4, checkpoint_every=2, schedule="constant")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,15 @@ def test_gains_smaller_than_min_delta_do_not_keep_a_flat_training_going():
     assert stops == [False, False, True]
     assert (stopping.best, stopping.best_step) == (1.0, 0)
     assert not EarlyStopping(patience=2, min_delta=0.01).observe(model, 0, 0.0, 1.0)
+
+
+def test_schedules_warm_up_then_fall_or_hold():
+    config = TrainConfig(steps=100, warmup=10)
+    cosine, constant = learning_rate(config, 1.0), learning_rate(replace(config, schedule="constant"), 1.0)
+    assert cosine(0) == constant(0) == pytest.approx(0.1) and cosine(10) == constant(10) == pytest.approx(1.0)
+    assert cosine(99) == pytest.approx(0.1, abs=1e-3) and constant(99) == 1.0
+    with pytest.raises(ValueError, match="unknown schedule 'step'"):
+        learning_rate(replace(config, schedule="step"), 1.0)
 
 
 def test_no_choice_of_the_search_reads_a_test_bar(bars_file, tmp_path, tiny_base):
@@ -140,7 +150,7 @@ def test_the_page_names_the_budget_and_shows_the_race(budget, bars_file, tmp_pat
     if budget == "converged":
         assert "The training race" in page
         assert set(json.loads((tmp_path / "out" / "race.json").read_text())) == {"lora", "adapter"}
-        assert table.loc["lora", "steps_used"] <= 6
+        assert table.loc["lora", "steps_used"] <= QUICK_SEARCH["steps"]
     else:
         assert "The training race" not in page
         assert table.loc["lora", "steps_used"] == 6 and table.loc["lora", "lr"] == "0.002"
