@@ -215,6 +215,7 @@ class Plan:
     backtest_bars: tuple[int, ...]
     scaling_bars: tuple[int, ...]
     end_to_end: tuple[tuple[str, ...], ...]  # llmsignal run arguments
+    budget_stage: bool = False  # the training stage under the search against fixed steps (minutes a pair)
 
     @classmethod
     def make(cls, quick: bool, pairs: int | None = None) -> Plan:
@@ -225,7 +226,7 @@ class Plan:
             plan = cls(3, 2, 200, 8, 10, 4, 2000, 120,
                        ("full", "lora", "adapter", "houlsby", "parallel", "prefix", "ia3", "ln", "bitfit"),
                        ("full", "lora", "adapter", "ia3"), (5000, 20_000), (1000, 5000, 20_000),
-                       (("--quick",), ()))
+                       (("--quick",), ()), budget_stage=True)
         return replace(plan, pairs=pairs, stage_pairs=pairs) if pairs else plan
 
 
@@ -352,6 +353,28 @@ def bench_train_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
         f"{plan.stage_steps} steps x {new.batch_size} windows of {new.window}, EURUSD H1")
     row("train", f"stage, all {len(methods)}: old / new (done-when >= 2x)", str(Ratio.of(totals["old"], totals["new"])),
         "the default `llmsignal run` training stage, old and new side by side")
+
+
+def bench_budget_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
+    """The default run's training stage under ``--budget converged`` (the search) against ``--budget steps``
+    (200 steps at each method's own rate), same settings otherwise, in alternating pairs."""
+    if not plan.budget_stage:
+        row("train", "stage, converged / steps budget", "skipped", "full plan only (the search's own length)")
+        return
+    run = RunConfig()
+    split = split_bars(load_bars(None), run.test, run.val, run.context, source=DEFAULT_SOURCE)
+    configs = {budget: replace(run, budget=budget).train_config() for budget in ("steps", "converged")}
+    methods = [m for m in DEFAULT_METHODS if make_method(m).trainable]
+    got = measure_stage(split, base, methods, configs, plan.stage_pairs, peaks)
+    totals = {budget: got.total(budget, methods) for budget in configs}
+    for m in methods:
+        row("train", f"stage, {m}: converged / steps budget", str(Ratio.of(got.seconds[m, "converged"],
+                                                                         got.seconds[m, "steps"])),
+            f"{median_range(got.seconds[m, 'converged'], '.1f')} / {median_range(got.seconds[m, 'steps'], '.1f')}"
+            f" s; val loss {got.val_loss[m, 'converged']:.4f} / {got.val_loss[m, 'steps']:.4f}")
+    row("train", f"stage, all {len(methods)}: converged / steps budget (target <= 1.5x)",
+        str(Ratio.of(totals["converged"], totals["steps"])),
+        f"{median_range(totals['converged'], '.1f')} / {median_range(totals['steps'], '.1f')} s, EURUSD H1")
 
 
 # -- training: model speed against the adjacent peak ---------------------------------------------------------------
@@ -685,6 +708,7 @@ def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen 
             "native bfloat16")
     base = load_base("embedded")
     bench_train_stage(base, plan, peaks)
+    bench_budget_stage(base, plan, peaks)
     bench_stage_steps(base, plan, dev)
     bench_precision_steps(base, plan, dev)
     bench_train_speeds(base, plan, peaks, dev)

@@ -152,3 +152,22 @@ def test_precision_rows_time_both_formats_alone_or_say_why_not(bench, monkeypatc
     bench.bench_precision_steps(base, plan, torch.device("cpu"))
     assert bench.ROWS == [("train", "float32 / bfloat16 steps", "skipped",
                            "no native bfloat16 here: auto picks float32")]
+
+
+def test_the_budget_row_times_the_search_against_fixed_steps_in_the_full_plan_only(bench, monkeypatch):
+    seen = {}
+
+    def measure(split, base, methods, configs, pairs, peaks):
+        seen.update(configs=configs, methods=methods, pairs=pairs)
+        seconds = {(m, b): [2.0, 3.0] if b == "converged" else [1.0, 2.0] for m in methods for b in configs}
+        return bench.StageSamples(seconds, {}, {key: 1.0 for key in seconds})
+
+    monkeypatch.setattr(bench, "measure_stage", measure)
+    bench.ROWS.clear()
+    bench.bench_budget_stage(None, bench.Plan.make(quick=True), None)
+    assert bench.ROWS[0][2] == "skipped" and not seen
+    bench.bench_budget_stage(None, bench.Plan.make(quick=False), None)
+    steps, converged = seen["configs"]["steps"], seen["configs"]["converged"]
+    assert (steps.steps, steps.eval_every, steps.lr_factors) == (200, 0, (1.0,))
+    assert converged.eval_every > 0 and len(converged.lr_factors) > 1 and seen["pairs"] >= 2
+    assert bench.ROWS[-1][2] == "1.75x (1.50–2.00, 2 pairs)"  # the stage per pair: 2 s / 1 s, then 3 s / 2 s
