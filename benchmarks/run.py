@@ -538,9 +538,35 @@ def mode_label(k: int, precision: str) -> str:
     return f"{'own context' if k == 1 else f'{k} bars a window'}, {precision}"
 
 
+@contextlib.contextmanager
+def one_cpu_thread(dev: torch.device) -> Iterator[None]:
+    """torch on one CPU thread for the block (a no-op on a GPU).
+
+    The per-bar loop is thousands of tiny kernels, and with two threads each one waits at the thread barrier
+    for whichever thread a busy neighbour has displaced: beside one CPU-bound process the loop slowed 3.4x
+    and the batched passes 2.6x, so their ratio moved from 2.4x to 3.1x (and to 5.4x in a whole run). On
+    one thread a neighbour only takes turns, which slows both sides alike: 1.69x quiet, 1.48x beside load.
+    """
+    if dev.type == "cuda":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def bench_prediction(entry, bars: pd.DataFrame, plan: Plan, dev: torch.device) -> None:
     """Batched exact distributions in every mode against the per-bar generate() loop, in rounds: one sample
-    of each per round, and every ratio taken between two samples of the same round."""
+    of each per round, and every ratio taken between two samples of the same round; on a CPU, on one
+    thread (see ``one_cpu_thread``)."""
+    with one_cpu_thread(dev):
+        _bench_prediction(entry, bars, plan, dev)
+
+
+def _bench_prediction(entry, bars: pd.DataFrame, plan: Plan, dev: torch.device) -> None:
     start = entry.metadata["codec"]["context"]
     timers: dict[tuple[int, str], PredictTimer] = {}
     for k, precision in prediction_modes(dev):
@@ -561,7 +587,8 @@ def bench_prediction(entry, bars: pd.DataFrame, plan: Plan, dev: torch.device) -
             f"{Ratio.of(speed[mode_label(*mode)], naive_speed)} per-bar generate(); within {gap:.2f} bp of exact")
     default = mode_label(1, "float32")
     row("predict", "batched exact (default) / per-bar generate()", str(Ratio.of(speed[default], naive_speed)),
-        f"{len(bars) - start} bars, exact 100-bin distributions")
+        f"{len(bars) - start} bars, exact 100-bin distributions"
+        + ("" if dev.type == "cuda" else "; every predict row on 1 CPU thread"))
     if (1, "bfloat16") in timers:
         row("predict", "bfloat16 / float32, exact", str(Ratio.of(speed[mode_label(1, "bfloat16")], speed[default])),
             "forecasts/s ratio, own context each")

@@ -171,3 +171,15 @@ def test_the_budget_row_times_the_search_against_fixed_steps_in_the_full_plan_on
     assert (steps.steps, steps.eval_every, steps.lr_factors) == (200, 0, (1.0,))
     assert converged.eval_every > 0 and len(converged.lr_factors) > 1 and seen["pairs"] >= 2
     assert bench.ROWS[-1][2] == "1.75x (1.50–2.00, 2 pairs)"  # the stage per pair: 2 s / 1 s, then 3 s / 2 s
+
+
+def test_prediction_ratios_run_on_one_cpu_thread_and_the_threads_come_back(bench, monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "_bench_prediction", lambda *args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        bench.bench_prediction(None, None, None, torch.device("cpu"))
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
