@@ -273,6 +273,22 @@ def beside_load(enabled: bool) -> Iterator[subprocess.Popen | None]:
 
 # -- training: the default run's stage, old settings against new ---------------------------------------------------
 
+def stage_methods() -> list[str]:
+    """The methods the default run trains (zero-shot trains nothing)."""
+    return [m for m in DEFAULT_METHODS if make_method(m).trainable]
+
+
+def stage_split() -> Split:
+    """The default run's EURUSD H1 split."""
+    run = RunConfig()
+    return split_bars(load_bars(None), run.test, run.val, run.context, source=DEFAULT_SOURCE)
+
+
+def random_ids(table: TokenTable, batch: int, window: int) -> torch.Tensor:
+    """A batch of windows of random mid-range bins: a step costs the same whatever its tokens are."""
+    return table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, window)))
+
+
 def stage_configs(steps: int) -> tuple[TrainConfig, TrainConfig]:
     """The default run's training settings before issue #22 (GPT-2's dropout, float32) and now."""
     new = replace(RunConfig().train_config(), steps=steps)
@@ -332,10 +348,9 @@ def measure_stage(split: Split, base: Base, methods: Sequence[str], configs: dic
 def bench_train_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
     """The default run's training stage (full, lora, adapter, scratch on EURUSD H1), old and new side by side."""
     run = RunConfig()
-    split = split_bars(load_bars(None), run.test, run.val, run.context, source=DEFAULT_SOURCE)
     old, new = stage_configs(plan.stage_steps)
-    methods = [m for m in DEFAULT_METHODS if make_method(m).trainable]
-    got = measure_stage(split, base, methods, {"old": old, "new": new}, plan.stage_pairs, peaks)
+    methods = stage_methods()
+    got = measure_stage(stage_split(), base, methods, {"old": old, "new": new}, plan.stage_pairs, peaks)
     row("train", "stage settings: old", f"float32, dropout {base.model.config.resid_pdrop}",
         "the model's own dropout rates: TrainConfig(dropout=None, precision='float32')")
     row("train", "stage settings: new", f"{new.precision}, dropout {new.dropout}",
@@ -361,11 +376,9 @@ def bench_budget_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
     if not plan.budget_stage:
         row("train", "stage, converged / steps budget", "skipped", "full plan only (the search's own length)")
         return
-    run = RunConfig()
-    split = split_bars(load_bars(None), run.test, run.val, run.context, source=DEFAULT_SOURCE)
-    configs = {budget: replace(run, budget=budget).train_config() for budget in ("steps", "converged")}
-    methods = [m for m in DEFAULT_METHODS if make_method(m).trainable]
-    got = measure_stage(split, base, methods, configs, plan.stage_pairs, peaks)
+    configs = {budget: RunConfig(budget=budget).train_config() for budget in ("steps", "converged")}
+    methods = stage_methods()
+    got = measure_stage(stage_split(), base, methods, configs, plan.stage_pairs, peaks)
     totals = {budget: got.total(budget, methods) for budget in configs}
     for m in methods:
         row("train", f"stage, {m}: converged / steps budget", str(Ratio.of(got.seconds[m, "converged"],
@@ -415,8 +428,8 @@ def bench_stage_steps(base: Base, plan: Plan, dev: torch.device) -> None:
     """The stage's training loop alone, old against new, alternating every few steps: load that shifts over
     minutes (and moves a whole ``train_entry``) hits both sides of each pair alike."""
     old, new = stage_configs(plan.stage_steps)
-    methods = [m for m in DEFAULT_METHODS if make_method(m).trainable]
-    ids = TokenTable(base.tokenizer).ids(np.random.default_rng(0).integers(30, 70, size=(new.batch_size, new.window)))
+    methods = stage_methods()
+    ids = random_ids(TokenTable(base.tokenizer), new.batch_size, new.window)
     measures = {(m, label): Stepper(get_model(base.model, make_method(m)), ids, config, dev, plan.step_chunk)
                 for m in methods for label, config in (("old", old), ("new", new))}
     samples = alternate(measures, plan.step_rounds)
@@ -434,7 +447,7 @@ def speed_rows(label: str, base_model: torch.nn.Module, methods: Sequence[str], 
                batch: int, plan: Plan, peaks: Peaks, dev: torch.device) -> None:
     """tokens/s per method with the default run's settings, each sample right after a peak of its format."""
     config = RunConfig().train_config()  # precision resolved for this device
-    ids = table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, config.window)))
+    ids = random_ids(table, batch, config.window)
     for name in methods:
         stepper = Stepper(get_model(base_model, make_method(name)), ids, config, dev, steps)
         samples = alternate({"peak": lambda: peaks.measure(config.precision), "train": stepper}, plan.pairs)
@@ -470,7 +483,7 @@ def bench_precision_steps(base: Base, plan: Plan, dev: torch.device) -> None:
     table = TokenTable(base.tokenizer)
     for label, model, batch, steps in (("embedded base", base.model, 16, plan.step_chunk),
                                        ("GPT-2 small (124M)", gpt2_small(), 4, 1)):
-        ids = table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, new.window)))
+        ids = random_ids(table, batch, new.window)
         for m in ("full", "lora"):
             measures = {p: Stepper(get_model(model, make_method(m)), ids, replace(new, precision=p), dev, steps)
                         for p in ("float32", "bfloat16")}
