@@ -183,3 +183,10 @@ def test_prediction_ratios_run_on_one_cpu_thread_and_the_threads_come_back(bench
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_peak_is_the_fastest_burst_sized_from_one_timed_matmul(bench, monkeypatch):
+    times = iter([0.05, 0.2, 0.1, 0.3])  # one warm-up matmul, then three bursts of ceil(0.1 / 0.05) = 2
+    monkeypatch.setattr(bench, "timed", lambda work, dev: next(times))
+    flops = bench.matmul_peak(torch.device("cpu"), size=8, bursts=3, seconds=0.1)
+    assert flops == pytest.approx(2 * 8**3 * 2 / 0.1)
