@@ -23,12 +23,12 @@ from pathlib import Path
 
 from llmsignal import __version__, cli_serve, cli_sweep
 from llmsignal.backtests.costs import CostError, Costs
-from llmsignal.cli_args import positive_int, warn_precision
+from llmsignal.cli_args import positive_int, precision_flag, warn_precision
 from llmsignal.config_file import ConfigFileError, defaults_from_file
 from llmsignal.finetune.bars import DataError
 from llmsignal.finetune.base import BaseModelError
 from llmsignal.finetune.methods import MethodError
-from llmsignal.finetune.precision import PRECISIONS, PrecisionError
+from llmsignal.finetune.precision import PrecisionError
 from llmsignal.models.predictor import PredictionError
 from llmsignal.models.registry import RegistryError
 from llmsignal.models.server import ServeError
@@ -92,13 +92,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
     parser.add_argument("--param", action="append", metavar="[METHOD.]NAME=VALUE",
                         help="a method hyper-parameter, e.g. lora.r=4 (repeatable)")
-
-
-def _precision_flag(parser: argparse.ArgumentParser, default: str, what: str) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default=default,
-                        help=f"number format of {what}: bfloat16 (autocast) is faster only on CPUs with AMX or "
-                             "AVX-512 BF16, and falls back to float32 elsewhere; auto picks bfloat16 exactly there "
-                             f"(default: {default})")
 
 
 def _prediction_flags(parser: argparse.ArgumentParser) -> None:
@@ -176,14 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where a trading day ends, for Sharpe ratios and tearsheets of intraday bars (default: the "
                           "FX rollover, 17:00 America/New_York; e.g. '16:00 America/New_York' for US stocks)")
     _prediction_flags(run)
-    _precision_flag(run, "auto", "training and forecasts")
+    precision_flag(run, "training and forecasts")
     _strategy_flags(run)
     _cost_flag(run)
     train = sub.add_parser("train", help="tune one method and store the entry in the registry")
     _common(train)
     train.add_argument("--method", required=True)
     train.add_argument("--name", help="entry name (default: <data>-<method>)")
-    _precision_flag(train, "auto", "training")
+    precision_flag(train, "training")
     pre = sub.add_parser("pretrain", help="pretrain the embedded base on the offline corpus")
     pre.add_argument("--steps", type=positive_int, default=1200)
     pre.add_argument("--out", type=Path, help="output folder (default: the package's embedded base)")
@@ -195,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--start", help="first bar to forecast (default: the entry's test split start)")
     predict.add_argument("--out", type=Path, required=True)
     _prediction_flags(predict)
-    _precision_flag(predict, "auto", "forecasts")
+    precision_flag(predict, "forecasts")
     backtest = sub.add_parser("backtest", help="trade a predictions CSV and write metrics and a tearsheet")
     backtest.add_argument("--predictions", type=Path, required=True)
     backtest.add_argument("--data")

@@ -19,8 +19,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from llmsignal.cli_args import warn_precision
-from llmsignal.finetune.precision import PRECISIONS
+from llmsignal.cli_args import precision_flag, warn_precision
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -48,9 +47,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", help="require this key in the X-API-Key header (needed off loopback)")
-    serve.add_argument("--precision", choices=PRECISIONS, default="auto",
-                       help="bfloat16 runs the model under autocast: faster only on CPUs with AMX or AVX-512 BF16, "
-                            "float32 elsewhere; auto picks bfloat16 exactly there (default: auto)")
+    precision_flag(serve, "forecasts")
     serve.add_argument("--threshold-bps", type=float, default=0.5,
                        help="forecast return a long/short signal needs, as ThresholdStrategy (default 0.5)")
 
