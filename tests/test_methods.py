@@ -1,8 +1,24 @@
+import numpy as np
+import peft
 import pytest
 import torch
 
+from llmsignal.data import load_bars
+from llmsignal.finetune.bars import split_bars
 from llmsignal.finetune.base import load_base
-from llmsignal.finetune.methods import METHODS, MethodError, count_trainable, get_model, make_method
+from llmsignal.finetune.codec import PriceCodec
+from llmsignal.finetune.methods import (
+    METHODS,
+    MethodError,
+    count_trainable,
+    get_model,
+    make_method,
+    trainable_state,
+)
+from llmsignal.finetune.train import TrainConfig
+from llmsignal.models import entries
+from llmsignal.models.predictor import Predictor
+from tests.conftest import TINY_CONTEXT, synthetic_bars
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +125,42 @@ def test_prompt_tuning_is_offered(base):
 def test_a_bad_hyper_parameter_is_one_clear_error(value):
     with pytest.raises(MethodError, match=r"method 'lora': r="):
         make_method("lora", r=value)
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bars") / "bars.csv"
+    synthetic_bars(300).to_csv(path)
+    return split_bars(load_bars(path), context=TINY_CONTEXT)
+
+
+def _saved_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """What an entry keeps of a model: peft's saved state for a peft model, else its trained weights."""
+    if isinstance(model, peft.PeftModel):
+        return peft.get_peft_model_state_dict(model)
+    return trainable_state(model)
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_trains_saves_loads_and_predicts_what_it_trained(name, base, split, tmp_path, monkeypatch):
+    trained = []  # the search's result: the model as training left it, in memory
+    search = entries.search
+    monkeypatch.setattr(entries, "search", lambda *args, **kw: trained.append(search(*args, **kw)) or trained[-1])
+    method = make_method(name)
+    entry, _ = entries.train_entry(split, base, method, entries.entry_registry(tmp_path / "reg"), f"t-{name}",
+                                   TrainConfig(steps=2, batch_size=4, window=TINY_CONTEXT + 1), "bars.csv",
+                                   TINY_CONTEXT)
+    model = trained[0].model
+    loaded = Predictor.from_entry(entries.entry_registry(tmp_path / "reg").get(entry.ref))
+    assert entry.metadata["cost"]["trainable_params"] == count_trainable(model)
+    assert (count_trainable(model) > 0) == method.trainable
+    kept, saved = _saved_weights(loaded.model), _saved_weights(model)
+    if method.saves_whole_model:
+        kept = {n: p for n, p in loaded.model.state_dict().items() if n in saved}
+    assert kept.keys() == saved.keys() and all(torch.equal(kept[n], saved[n].cpu()) for n in saved)
+    bars = split.bars.iloc[:split.test_start + 6]
+    in_memory = Predictor(model, base.tokenizer, PriceCodec(**entry.metadata["codec"]))
+    forecasts = loaded.predict(bars, split.test_start, progress=False)
+    assert len(forecasts) == 6 and np.isfinite(forecasts["forecast"]).all()
+    np.testing.assert_array_equal(forecasts["forecast"], in_memory.predict(bars, split.test_start,
+                                                                            progress=False)["forecast"])

@@ -18,6 +18,7 @@ from llmsignal.strategies import (
     signal_frame,
 )
 from llmsignal.strategies.ensemble import ensemble_exposure
+from llmsignal.strategies.loader import shipped_strategies
 from llmsignal.strategies.probability import probability_exposure
 from tests.conftest import synthetic_bars
 
@@ -43,6 +44,22 @@ def test_a_different_forecast_changes_the_trades(bars):
     assert mixed.trades > 20
     assert flat.trades == 0 and flat.equity.nunique() == 1
     assert not up.equity.equals(mixed.equity)
+
+
+def _random_forecasts(bars, seed):
+    """Forecasts that move up and down at random, with P(up) on the forecast's side and a 10 bp sigma."""
+    edge = np.random.default_rng(seed).normal(0, 1e-3, len(bars))
+    return pd.DataFrame({"forecast": bars["close"] * np.exp(edge), "p_up": 0.5 + 0.3 * np.sign(edge),
+                         "sigma": 1e-3}, index=bars.index)
+
+
+@pytest.mark.parametrize("name", sorted(shipped_strategies()))
+def test_every_shipped_strategy_trades_its_forecasts_and_other_forecasts_change_its_trades(bars, name):
+    cls = shipped_strategies()[name]
+    fills = [_run(signal_frame(bars, _random_forecasts(bars, seed)), cls).fills for seed in (0, 1, 0)]
+    assert len(fills[0]) > 10 and len(fills[1]) > 10, name
+    assert fills[0] != fills[1] and fills[0] == fills[2], name  # other forecasts, other trades; the same, the same
+    assert run_backtest(signal_frame(bars, _random_forecasts(bars, 0)), cls).trades > 0
 
 
 class Recorder(ThresholdStrategy):
