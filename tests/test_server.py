@@ -1,5 +1,6 @@
 """The prediction server, over real HTTP on loopback, fed exactly what examples/mt5/LLMSignalEA.mq5 sends."""
 
+import ipaddress
 import json
 import math
 import threading
@@ -41,7 +42,8 @@ def served(tiny_base, tmp_path_factory):
     rule = partial(threshold_exposure, threshold_bps=0.5)
     open_server = start_in_thread(create_app(entry, predictor, rule, "threshold 0.5 bp"))
     keyed_server = start_in_thread(create_app(entry, predictor, rule, api_key=KEY))
-    yield SimpleNamespace(entry=entry, bars=split.bars, url=open_server.url, keyed_url=keyed_server.url)
+    yield SimpleNamespace(entry=entry, bars=split.bars, url=open_server.url, keyed_url=keyed_server.url,
+                          predictor=predictor, rule=rule)
     open_server.stop()
     keyed_server.stop()
 
@@ -218,8 +220,18 @@ def test_an_exposed_address_needs_an_api_key(host):
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1", "127.0.0.2"])
-def test_loopback_needs_no_key(host):
+def test_loopback_needs_no_key_and_a_server_there_answers_this_machine_without_one(served, host):
     check_bind(host, None)
+    try:
+        running = start_in_thread(create_app(served.entry, served.predictor, served.rule), host)
+    except ServeError as err:  # ::1 on a machine without IPv6
+        pytest.skip(str(err))
+    try:
+        assert ipaddress.ip_address(running.sock.getsockname()[0]).is_loopback  # only this machine reaches it
+        response = ea_post(running.url, ea_body(served.bars.iloc[-20:]))  # no X-API-Key header
+        assert response.status_code == 200 and response.json()["entry"] == served.entry.ref
+    finally:
+        running.stop()
 
 
 def test_a_port_in_use_is_a_clear_error():
