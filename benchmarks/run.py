@@ -1,7 +1,7 @@
 """How fast is each stage, and how far from the machine's limit? Prints one table a noisy machine cannot fool.
 
-    python benchmarks/run.py                 # every row (about 30 minutes on 2 quiet cores)
-    python benchmarks/run.py --quick         # fewer bars, steps and pairs (about 8 minutes on 2 quiet cores)
+    python benchmarks/run.py                 # every row (under 30 minutes on 2 quiet cores)
+    python benchmarks/run.py --quick         # fewer bars, steps and pairs (under 8 minutes on 2 quiet cores)
     python benchmarks/run.py --beside-load   # the same, beside one CPU-bound process started for the run
     python benchmarks/run.py --device cuda   # the model rows on a GPU
 
@@ -10,7 +10,8 @@ the per-pair ratios, e.g. ``2.84x (2.71–2.95, 3 pairs)``: both sides of a pair
 busy moment slows one pair, not the ratio. Every "% of peak" is taken against a matmul peak measured
 right before it; a run whose peak itself varied by more than 20% is flagged. Load that slows the two
 sides of a ratio unequally still moves it: the table gives the load average and the share of its time
-the benchmark waited for a core. Rows are explained in benchmarks/README.md.
+the benchmark waited for a core. How it measures is ``benchmarks/harness.py``; the rows are explained in
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -19,10 +20,8 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,20 +31,39 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+if not __package__:  # `python benchmarks/run.py`: the repository root, where `benchmarks` is a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import backtrader as bt
 import numpy as np
 import pandas as pd
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
+from benchmarks.harness import (
+    Peaks,
+    Ratio,
+    Table,
+    alternate,
+    beside_load,
+    choose_device,
+    flop_per_token,
+    machine_lines,
+    median_range,
+    scheduler_times,
+    share_of_peak,
+    timed,
+    waited_share,
+)
+from benchmarks.synthetic import loaded_bars
 from llmsignal.backtests.engine import run_backtest
 from llmsignal.data import DEFAULT_SOURCE, load_bars
 from llmsignal.finetune.bars import Split, split_bars
 from llmsignal.finetune.base import FUSED_GELU, Base, load_base
 from llmsignal.finetune.codec import TokenTable
 from llmsignal.finetune.methods import count_trainable, get_model, make_method
-from llmsignal.finetune.precision import autocast, cpu_features, cpu_name, native_bfloat16
-from llmsignal.finetune.train import PeakMemory, TrainConfig, float32_attention, make_optimizer, set_dropout
+from llmsignal.finetune.precision import native_bfloat16
+from llmsignal.finetune.train import PeakMemory, TrainConfig, TrainStep
 from llmsignal.models.entries import entry_registry, train_entry
 from llmsignal.models.predictor import Predictor
 from llmsignal.models.registry import Registry
@@ -53,161 +71,19 @@ from llmsignal.run import DEFAULT_METHODS, RunConfig
 from llmsignal.strategies import ThresholdStrategy, signal_frame
 
 ROOT = Path(__file__).resolve().parents[1]
-PEAK_VARIATION_LIMIT = 0.20  # a run whose matmul peak moved more than this (max/min - 1) is flagged
-# --beside-load: one core's worth of pure-Python work, which ends by itself if the benchmark is killed
-BUSY_LOOP = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
-ROWS: list[tuple[str, str, str, str]] = []
+TABLE = Table()
+row = TABLE.row
 
-
-def row(stage: str, what: str, value: str, note: str = "") -> None:
-    """One line of the table, printed at once (stderr) and again in the final table (stdout)."""
-    ROWS.append((stage, what, value, note))
-    print(f"  {stage:<11} {what:<50} {value:>28}  {note}", file=sys.stderr, flush=True)
-
-
-# -- measuring: alternation, paired ratios, peaks ---------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Ratio:
-    """Per-pair ratios of two alternating measurements: the median and range, never one lucky sample."""
-
-    values: tuple[float, ...]
-
-    @classmethod
-    def of(cls, numerators: Sequence[float], denominators: Sequence[float]) -> Ratio:
-        """``numerators[i] / denominators[i]`` for each pair ``i`` (both sides measured in the same round)."""
-        if len(numerators) != len(denominators) or not numerators:
-            raise ValueError(f"ratios need pairs: {len(numerators)} against {len(denominators)} samples")
-        return cls(tuple(n / d for n, d in zip(numerators, denominators, strict=True)))
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.values)
-
-    @property
-    def low(self) -> float:
-        return min(self.values)
-
-    @property
-    def high(self) -> float:
-        return max(self.values)
-
-    def _spread(self, low: str, high: str) -> str:
-        pairs = f"{len(self.values)} pair{'s' if len(self.values) > 1 else ''}"
-        return f"({pairs})" if len(self.values) == 1 else f"({low}–{high}, {pairs})"
-
-    def __str__(self) -> str:  # 2.84x (2.71–2.95, 3 pairs)
-        return f"{self.median:.2f}x {self._spread(f'{self.low:.2f}', f'{self.high:.2f}')}"
-
-    def percent(self) -> str:  # 64% (58–70%, 3 pairs)
-        return f"{self.median:.0%} {self._spread(f'{self.low:.0%}'[:-1], f'{self.high:.0%}')}"
-
-
-def alternate(measures: dict[str, Callable[[], float]], repeats: int) -> dict[str, list[float]]:
-    """Each measure in turn, ``repeats`` times (A, B, A, B, ...): sample ``i`` of every measure shares round ``i``."""
-    samples: dict[str, list[float]] = {name: [] for name in measures}
-    for _ in range(repeats):
-        for name, measure in measures.items():
-            samples[name].append(measure())
-    return samples
-
-
-def share_of_peak(ratio: Ratio) -> str:
-    """A speed as a share of the adjacent matmul peak; above 100% the measurement, not the model, is wrong."""
-    over = sum(v > 1 for v in ratio.values)
-    if over:
-        return f"measurement error: {ratio.high:.0%} of peak ({over} of {len(ratio.values)} pairs above 100%)"
-    return f"{ratio.percent()} of peak"
-
-
-def median_range(values: Sequence[float], fmt: str = ",.0f") -> str:
-    """``1,234 (1,100–1,300)``: a speed's median and range over its samples."""
-    if len(values) == 1:
-        return format(values[0], fmt)
-    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}–{max(values):{fmt}})"
-
-
-def sync(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-
-
-def timed(work: Callable[[], object], dev: torch.device) -> float:
-    """Seconds ``work`` takes; on a GPU, the kernels it queued are waited for on both sides."""
-    sync(dev)
-    began = time.perf_counter()
-    work()
-    sync(dev)
-    return time.perf_counter() - began
-
-
-def matmul_peak(dev: torch.device, dtype: torch.dtype = torch.float32, size: int | None = None,
-                bursts: int = 3, seconds: float = 0.1) -> float:
-    """FLOP/s of a large square matmul in ``dtype``: the practical ceiling for dense training on ``dev``.
-
-    The best of ``bursts`` bursts of at least ``seconds`` each, into one preallocated output: on a 2-core
-    VM a single short burst of bfloat16 (AMX) matmuls read anywhere from 1.1 to 2.1 TFLOP/s on a quiet
-    machine, the best of three 0.1-s bursts 2.0 to 2.2.
-    """
-    size = size or (8192 if dev.type == "cuda" else 2048)
-    a, b, out = (torch.randn(size, size, device=dev, dtype=dtype) for _ in range(3))
-    once = timed(lambda: torch.matmul(a, b, out=out), dev)  # also the warm-up: allocation and kernel choice
-    repeats = max(1, math.ceil(seconds / max(once, 1e-6)))
-    best = min(timed(lambda: [torch.matmul(a, b, out=out) for _ in range(repeats)], dev) for _ in range(bursts))
-    return 2 * size**3 * repeats / best
-
-
-class Peaks:
-    """Every matmul peak measured in the run, by number format, so that a run whose machine changed is flagged."""
-
-    def __init__(self, dev: torch.device) -> None:
-        self.dev = dev
-        self.samples: dict[str, list[float]] = {}
-
-    def measure(self, precision: str = "float32") -> float:
-        flops = matmul_peak(self.dev, getattr(torch, precision))
-        self.samples.setdefault(precision, []).append(flops)
-        return flops
-
-    def variation(self, precision: str) -> float:
-        """max / min - 1 over the run's samples of one number format."""
-        samples = self.samples.get(precision, [])
-        return max(samples) / min(samples) - 1 if samples else 0.0
-
-    def flagged(self) -> list[str]:
-        return [p for p in self.samples if self.variation(p) > PEAK_VARIATION_LIMIT]
-
-
-def scheduler_times() -> tuple[int, int] | None:
-    """Nanoseconds this process's threads have run, and waited runnable for a core (Linux schedstat)."""
-    ran = waited = 0
-    tasks = list(Path("/proc/self/task").glob("*/schedstat"))
-    for task in tasks:
-        with contextlib.suppress(OSError, ValueError):
-            on_cpu, queued, _ = task.read_text().split()
-            ran, waited = ran + int(on_cpu), waited + int(queued)
-    return (ran, waited) if tasks and ran else None
-
-
-def waited_share(start: tuple[int, int] | None, end: tuple[int, int] | None) -> float | None:
-    """The share of its runnable time the process spent waiting for a core between two ``scheduler_times``."""
-    if not start or not end or end[0] + end[1] <= start[0] + start[1]:
-        return None
-    return (end[1] - start[1]) / (end[0] - start[0] + end[1] - start[1])
-
-
-# -- the run's plan and the machine ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Plan:
     """How much of each row to run: ``--quick`` is a smoke test of every row, the default the figures."""
 
     pairs: int  # alternating pairs of every cheap ratio
-    stage_pairs: int  # old/new pairs of the whole training stage
+    stage_pairs: int  # repeats (pairs, where the stage has two sides) of the whole training stage
     stage_steps: int  # training steps per method in the stage rows (the default run: 200)
     speed_steps: int  # timed steps per model-speed sample
-    step_rounds: int  # rounds of the step-level old/new alternation
-    step_chunk: int  # steps per sample in it
+    step_chunk: int  # steps per sample of the float32 / bfloat16 rows on the embedded base
     predict_bars: int
     naive_bars: int  # bars of the per-bar generate() loop
     embedded_methods: tuple[str, ...]
@@ -220,58 +96,20 @@ class Plan:
     @classmethod
     def make(cls, quick: bool, pairs: int | None = None) -> Plan:
         if quick:
-            plan = cls(2, 2, 30, 4, 6, 2, 600, 40, ("full", "lora", "adapter"), ("full", "lora"), (1000,), (500, 1000),
-                       (("--quick",),))
+            plan = cls(pairs=2, stage_pairs=2, stage_steps=30, speed_steps=4, step_chunk=2, predict_bars=600,
+                       naive_bars=40, embedded_methods=("full", "lora", "adapter"), small_methods=("full", "lora"),
+                       backtest_bars=(1000,), scaling_bars=(500, 1000), end_to_end=(("--quick",),))
         else:
-            plan = cls(3, 2, 200, 8, 10, 4, 2000, 120,
-                       ("full", "lora", "adapter", "houlsby", "parallel", "prefix", "ia3", "ln", "bitfit"),
-                       ("full", "lora", "adapter", "ia3"), (5000, 20_000), (1000, 5000, 20_000),
-                       (("--quick",), ()), budget_stage=True)
+            plan = cls(pairs=3, stage_pairs=2, stage_steps=200, speed_steps=8, step_chunk=4, predict_bars=2000,
+                       naive_bars=120,
+                       embedded_methods=("full", "lora", "adapter", "houlsby", "parallel", "prefix", "ia3", "ln",
+                                         "bitfit"),
+                       small_methods=("full", "lora", "adapter", "ia3"), backtest_bars=(5000, 20_000),
+                       scaling_bars=(1000, 5000, 20_000), end_to_end=(("--quick",), ()), budget_stage=True)
         return replace(plan, pairs=pairs, stage_pairs=pairs) if pairs else plan
 
 
-def choose_device(name: str) -> torch.device:
-    """``--device``: cuda if torch sees one (else exit in one line); cpu hides any GPU from every stage."""
-    if name == "cpu":
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before CUDA starts: device() in train/predict then says cpu
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise SystemExit(f"benchmarks/run.py: --device cuda, but torch {torch.__version__} sees no CUDA device "
-                         f"(built with CUDA {torch.version.cuda or 'none'}); run without --device for the CPU table")
-    return torch.device("cuda")
-
-
-def machine_lines(dev: torch.device, beside: subprocess.Popen | None) -> list[str]:
-    """What the figures were measured on: CPU model and vector extensions, threads, device, load."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    lines = [f"CPU: {cpu_name()}; vector: {', '.join(cpu_features()) or 'none of AVX2/AVX-512/AMX'}; "
-             f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cores} cores"]
-    if dev.type == "cuda":
-        lines.append(f"device: {torch.cuda.get_device_name(dev)} (CUDA {torch.version.cuda}), "
-                     f"bfloat16 {'native' if native_bfloat16(dev) else 'not native'}")
-    else:
-        lines.append(f"device: cpu, bfloat16 {'native' if native_bfloat16(dev) else 'NOT native (emulated)'}")
-    load = (f"BESIDE LOAD: one CPU-bound process (pid {beside.pid}) ran for the whole run" if beside
-            else "no load added by the benchmark (other jobs may share the machine)")
-    lines.append(f"{load}; load average at start {os.getloadavg()[0]:.2f}")
-    return lines
-
-
-@contextlib.contextmanager
-def beside_load(enabled: bool) -> Iterator[subprocess.Popen | None]:
-    """``--beside-load``: one busy process for the whole run, stopped at the end whatever happens."""
-    if not enabled:
-        yield None
-        return
-    child = subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL)
-    try:
-        yield child  # the table's header says whether it still ran at the end
-    finally:
-        child.terminate()
-        child.wait(timeout=30)
-
-
-# -- training: the default run's stage, old settings against new ---------------------------------------------------
+# -- training: the default run's stage ------------------------------------------------------------------------------
 
 def stage_methods() -> list[str]:
     """The methods the default run trains (zero-shot trains nothing)."""
@@ -289,20 +127,6 @@ def random_ids(table: TokenTable, batch: int, window: int) -> torch.Tensor:
     return table.ids(np.random.default_rng(0).integers(30, 70, size=(batch, window)))
 
 
-def stage_configs(steps: int) -> tuple[TrainConfig, TrainConfig]:
-    """The default run's training settings before issue #22 (GPT-2's dropout, float32) and now."""
-    new = replace(RunConfig().train_config(), steps=steps)
-    return replace(new, dropout=None, precision="float32"), new
-
-
-def flop_per_token(model: torch.nn.Module) -> int:
-    """Matmul FLOPs per token of one training step: forward (2) and input gradient (2) for every weight, weight
-    gradient (2) only for trainable ones. The usual 6 x parameters counts weight gradients that PEFT methods
-    never compute, which let LoRA on GPT-2 small read above 100% of peak."""
-    total = sum(p.numel() for p in model.parameters())
-    return 4 * total + 2 * count_trainable(model)
-
-
 def time_stage_entry(split: Split, base: Base, method: str, config: TrainConfig) -> tuple[float, dict]:
     """Seconds of one method's ``train_entry`` in a fresh registry (as the run's "train" stage times it),
     and the entry's recorded cost (its training loop's tokens/s, validation loss)."""
@@ -315,30 +139,30 @@ def time_stage_entry(split: Split, base: Base, method: str, config: TrainConfig)
 
 @dataclass
 class StageSamples:
-    """Per (method, "old" | "new"): seconds of each pair, the loop's share of the adjacent peak, last val loss."""
+    """Per (method, config label): seconds of each repeat, the loop's share of the adjacent peak, last val loss."""
 
     seconds: dict[tuple[str, str], list[float]]
     shares: dict[tuple[str, str], list[float]]
     val_loss: dict[tuple[str, str], float]
 
     def total(self, label: str, methods: Sequence[str]) -> list[float]:
-        """The whole stage's seconds in each pair."""
+        """The whole stage's seconds in each repeat."""
         return [sum(spent) for spent in zip(*(self.seconds[m, label] for m in methods), strict=True)]
 
 
 def measure_stage(split: Split, base: Base, methods: Sequence[str], configs: dict[str, TrainConfig], pairs: int,
                   peaks: Peaks) -> StageSamples:
-    """Each method trained with each config in turn (old, new, old, new, ...), a matmul peak right before each."""
+    """Each method trained with each config in turn (A, B, A, B, ...), a matmul peak right before each."""
     for config in configs.values():  # warm-up: first-call allocations and kernel choices, not timed
         time_stage_entry(split, base, "lora", replace(config, steps=2))
     flop = {m: flop_per_token(get_model(base.model, make_method(m))) for m in methods}
     samples = StageSamples({}, {}, {})
     for pair in range(1, pairs + 1):
-        for method in methods:  # the two samples of a pair run back to back
+        for method in methods:  # the samples of a pair run back to back
             for label, config in configs.items():
                 peak = peaks.measure(config.precision)  # the peak of the format it trains in
                 spent, cost = time_stage_entry(split, base, method, config)
-                print(f"    train stage, pair {pair}/{pairs}: {method} {label} {spent:.1f} s", file=sys.stderr)
+                print(f"    train stage, repeat {pair}/{pairs}: {method} {label} {spent:.1f} s", file=sys.stderr)
                 samples.seconds.setdefault((method, label), []).append(spent)
                 samples.shares.setdefault((method, label), []).append(flop[method] * cost["tokens_per_second"] / peak)
                 samples.val_loss[method, label] = cost["val_loss"]
@@ -346,28 +170,19 @@ def measure_stage(split: Split, base: Base, methods: Sequence[str], configs: dic
 
 
 def bench_train_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
-    """The default run's training stage (full, lora, adapter, scratch on EURUSD H1), old and new side by side."""
-    run = RunConfig()
-    old, new = stage_configs(plan.stage_steps)
+    """The default run's training stage (full, lora, adapter, scratch on EURUSD H1) at a fixed budget of
+    ``plan.stage_steps`` steps: seconds, the loop's share of the peak and the validation loss of each method."""
+    config = RunConfig(budget="steps", steps=plan.stage_steps).train_config()
     methods = stage_methods()
-    got = measure_stage(stage_split(), base, methods, {"old": old, "new": new}, plan.stage_pairs, peaks)
-    row("train", "stage settings: old", f"float32, dropout {base.model.config.resid_pdrop}",
-        "the model's own dropout rates: TrainConfig(dropout=None, precision='float32')")
-    row("train", "stage settings: new", f"{new.precision}, dropout {new.dropout}",
-        f"RunConfig().train_config(): precision {run.number_format().describe()}")
+    got = measure_stage(stage_split(), base, methods, {"steps": config}, plan.stage_pairs, peaks)
     for m in methods:
-        row("train", f"stage, {m}: old / new", str(Ratio.of(got.seconds[m, "old"], got.seconds[m, "new"])),
-            f"{median_range(got.seconds[m, 'old'], '.1f')} / {median_range(got.seconds[m, 'new'], '.1f')} s; "
-            f"loop at {share_of_peak(Ratio(tuple(got.shares[m, 'old'])))} (float32) / "
-            f"{share_of_peak(Ratio(tuple(got.shares[m, 'new'])))} ({new.precision}); "
-            f"val loss {got.val_loss[m, 'old']:.4f} / {got.val_loss[m, 'new']:.4f}")
-    totals = {label: got.total(label, methods) for label in ("old", "new")}
-    row("train", f"stage, all {len(methods)}: old / new seconds",
-        f"{statistics.median(totals['old']):.1f} / {statistics.median(totals['new']):.1f}",
-        f"{median_range(totals['old'], '.1f')} / {median_range(totals['new'], '.1f')} s; {', '.join(methods)}: "
-        f"{plan.stage_steps} steps x {new.batch_size} windows of {new.window}, EURUSD H1")
-    row("train", f"stage, all {len(methods)}: old / new (done-when >= 2x)", str(Ratio.of(totals["old"], totals["new"])),
-        "the default `llmsignal run` training stage, old and new side by side")
+        row("train", f"stage, {m}: seconds", median_range(got.seconds[m, "steps"], ".1f"),
+            f"loop at {share_of_peak(Ratio(tuple(got.shares[m, 'steps'])))} ({config.precision}); "
+            f"val loss {got.val_loss[m, 'steps']:.4f}")
+    row("train", f"stage, all {len(methods)}: seconds", median_range(got.total("steps", methods), ".1f"),
+        f"{', '.join(methods)}: {config.steps} steps x {config.batch_size} windows of {config.window}, "
+        f"EURUSD H1, {config.precision}, dropout {config.dropout}; "
+        f"{plan.stage_pairs} repeat{'s' if plan.stage_pairs > 1 else ''}, not a ratio")
 
 
 def bench_budget_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
@@ -393,54 +208,27 @@ def bench_budget_stage(base: Base, plan: Plan, peaks: Peaks) -> None:
 # -- training: model speed against the adjacent peak ---------------------------------------------------------------
 
 class Stepper:
-    """A measure: ``steps`` training steps as ``llmsignal.finetune.train`` takes them (the config's dropout and
-    precision, attention in float32 under bfloat16, fused AdamW, clipping) on one fixed batch, in seconds."""
+    """A measure: ``steps`` of the training step ``train()`` takes (``TrainStep``: the config's dropout and
+    precision, attention in float32 under bfloat16, clipping, fused AdamW) on one fixed batch, in seconds."""
 
     def __init__(self, model: torch.nn.Module, ids: torch.Tensor, config: TrainConfig, dev: torch.device,
                  steps: int) -> None:
-        self.model, self.ids, self.config, self.dev, self.steps = model.to(dev).train(), ids.to(dev), config, dev, steps
-        if config.dropout is not None:  # None keeps the model's own rates, as train() does
-            set_dropout(model, config.dropout)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(self.params, lr=1e-4)
+        self.step = TrainStep(model, config, lr=1e-4, dev=dev)
+        self.model, self.ids, self.dev, self.steps = self.step.model, ids.to(dev), dev, steps
         with PeakMemory(dev) as memory:
             self._run(1)  # the first step pays for allocation and the optimizer's state
         self.memory_mb = memory.peak_mb
 
     def _run(self, steps: int) -> None:
-        with float32_attention(self.model, self.config.precision):
+        with self.step:
             for _ in range(steps):
-                with autocast(self.config.precision, self.dev):
-                    loss = self.model(input_ids=self.ids, labels=self.ids).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
+                self.step(self.ids)
 
     def __call__(self) -> float:
         return timed(lambda: self._run(self.steps), self.dev)
 
     def tokens_per_second(self, seconds: float) -> float:
         return self.ids.numel() * self.steps / seconds
-
-
-def bench_stage_steps(base: Base, plan: Plan, dev: torch.device) -> None:
-    """The stage's training loop alone, old against new, alternating every few steps: load that shifts over
-    minutes (and moves a whole ``train_entry``) hits both sides of each pair alike."""
-    old, new = stage_configs(plan.stage_steps)
-    methods = stage_methods()
-    ids = random_ids(TokenTable(base.tokenizer), new.batch_size, new.window)
-    measures = {(m, label): Stepper(get_model(base.model, make_method(m)), ids, config, dev, plan.step_chunk)
-                for m in methods for label, config in (("old", old), ("new", new))}
-    samples = alternate(measures, plan.step_rounds)
-    for m in methods:
-        row("train", f"steps, {m}: old / new", str(Ratio.of(samples[m, "old"], samples[m, "new"])),
-            f"{median_range([s / plan.step_chunk for s in samples[m, 'old']], '.3f')} / "
-            f"{median_range([s / plan.step_chunk for s in samples[m, 'new']], '.3f')} s a step")
-    totals = {label: [sum(parts) for parts in zip(*(samples[m, label] for m in methods), strict=True)]
-              for label in ("old", "new")}
-    row("train", f"steps, all {len(methods)}: old / new", str(Ratio.of(totals["old"], totals["new"])),
-        f"{plan.step_chunk} steps a sample, old and new of each method in turn, {plan.step_rounds} rounds")
 
 
 def speed_rows(label: str, base_model: torch.nn.Module, methods: Sequence[str], table: TokenTable, steps: int,
@@ -474,24 +262,24 @@ def bench_train_speeds(base: Base, plan: Plan, peaks: Peaks, dev: torch.device) 
 
 
 def bench_precision_steps(base: Base, plan: Plan, dev: torch.device) -> None:
-    """float32 against bfloat16 alone (both without dropout), alternating: the choice ``--precision auto``
-    makes, measured on this machine for a small and a large model."""
+    """``--precision float32`` against ``bfloat16`` (the default run's settings otherwise), alternating: the
+    choice ``--precision auto`` makes, measured on this machine for a small and a large model."""
     if not native_bfloat16(dev):
         row("train", "float32 / bfloat16 steps", "skipped", "no native bfloat16 here: auto picks float32")
         return
-    new = RunConfig().train_config()
+    config = RunConfig().train_config()
     table = TokenTable(base.tokenizer)
     for label, model, batch, steps in (("embedded base", base.model, 16, plan.step_chunk),
                                        ("GPT-2 small (124M)", gpt2_small(), 4, 1)):
-        ids = random_ids(table, batch, new.window)
+        ids = random_ids(table, batch, config.window)
         for m in ("full", "lora"):
-            measures = {p: Stepper(get_model(model, make_method(m)), ids, replace(new, precision=p), dev, steps)
+            measures = {p: Stepper(get_model(model, make_method(m)), ids, replace(config, precision=p), dev, steps)
                         for p in ("float32", "bfloat16")}
             samples = alternate(measures, plan.pairs)
             row("train", f"{label}, {m}: float32 / bfloat16 step", str(Ratio.of(samples["float32"],
                                                                                  samples["bfloat16"])),
                 f"{median_range([s / steps for s in samples['float32']], '.4f')} / "
-                f"{median_range([s / steps for s in samples['bfloat16']], '.4f')} s a step, {batch}x{new.window}")
+                f"{median_range([s / steps for s in samples['bfloat16']], '.4f')} s a step, {batch}x{config.window}")
 
 
 # -- prediction ---------------------------------------------------------------------------------------------------
@@ -556,9 +344,8 @@ def one_cpu_thread(dev: torch.device) -> Iterator[None]:
     """torch on one CPU thread for the block (a no-op on a GPU).
 
     The per-bar loop is thousands of tiny kernels, and with two threads each one waits at the thread barrier
-    for whichever thread a busy neighbour has displaced: beside one CPU-bound process the loop slowed 3.4x
-    and the batched passes 2.6x, so their ratio moved from 2.4x to 3.1x (and to 5.4x in a whole run). On
-    one thread a neighbour only takes turns, which slows both sides alike: 1.69x quiet, 1.48x beside load.
+    for whichever thread a busy neighbour has displaced, which slows the loop far more than the batched
+    passes; on one thread a neighbour only takes turns, which slows both sides alike.
     """
     if dev.type == "cuda":
         yield
@@ -629,18 +416,9 @@ class PlainThreshold(bt.Strategy):
             self.order_target_size(target=units)
 
 
-def synthetic_bars(n: int, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 1.1 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    open_ = np.r_[close[0], close[:-1]]
-    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.0003,
-                         "low": np.minimum(open_, close) * 0.9997, "close": close, "volume": 1.0},
-                        index=pd.date_range("2015-01-01", periods=n, freq="h", name="timestamp"))
-
-
 def bench_backtest(n: int, pairs: int) -> None:
     """The LLM-signal strategy against a bare strategy with the same rule, feed, costs and analyzers."""
-    bars = synthetic_bars(n)
+    bars = loaded_bars(n)
     forecasts = pd.DataFrame({"forecast": bars["close"] * np.exp(np.random.default_rng(1).normal(0, 1e-4, n)),
                               "p_up": 0.5}, index=bars.index)
     frame = signal_frame(bars, forecasts)
@@ -694,45 +472,13 @@ def bench_scaling(entry, sizes: Sequence[int]) -> None:
     exact, shared = Predictor.from_entry(entry), Predictor.from_entry(entry, forecasts_per_pass=16)
     cpu = torch.device("cpu")
     for n in sizes:
-        bars = synthetic_bars(n, seed=n)
+        bars = loaded_bars(n, seed=n)
         timers = [PredictTimer(p, bars, cpu) for p in (exact, shared)]
         spent = [timer() for timer in timers]
         frame = signal_frame(bars, timers[1].last)
         spent.append(timed(lambda frame=frame: run_backtest(frame, ThresholdStrategy), cpu))
         row("scaling", f"{n:,} bars: predict exact / 16 a window / backtest, s",
             " / ".join(f"{s:.1f}" for s in spent), ", ".join(f"{n / s:,.0f}" for s in spent) + " bars/s")
-
-
-# -- the table ----------------------------------------------------------------------------------------------------
-
-def peak_rows(peaks: Peaks) -> list[str]:
-    """One row per number format's peak over the run; the loud lines of any format that varied > 20%."""
-    loud = []
-    for precision, samples in peaks.samples.items():
-        variation = peaks.variation(precision)
-        flagged = variation > PEAK_VARIATION_LIMIT
-        row("machine", f"{precision} matmul peak over the run, GFLOP/s",
-            f"{median_range([s / 1e9 for s in samples], ',.1f')}",
-            f"{len(samples)} samples; varied {variation:.0%}" + ("  << FLAGGED (> 20%)" if flagged else " (<= 20%)"))
-        if flagged:
-            loud.append(f"!!! FLAGGED: the {precision} matmul peak varied by {variation:.0%} across this run "
-                        f"(limit {PEAK_VARIATION_LIMIT:.0%}): the machine's speed changed under the benchmark; "
-                        "absolute speeds are unreliable, and so are ratios of work that contention hits unequally")
-    return loud
-
-
-def print_table(header: list[str], loud: list[str]) -> None:
-    width = max(len(r[1]) for r in ROWS)
-    value_width = max(len(r[2]) for r in ROWS)
-    print()
-    for line in [*header, *loud]:
-        print(line)
-    flag = "  [FLAGGED: peak varied > 20%]" if loud else ""
-    print(f"\n{'stage':<11} {'measure':<{width}} {'value':>{value_width}}  note{flag}")
-    for stage, what, value, note in ROWS:
-        print(f"{stage:<11} {what:<{width}} {value:>{value_width}}  {note}")
-    for line in loud:
-        print(line, file=sys.stderr)
 
 
 def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen | None) -> list[str]:
@@ -749,11 +495,10 @@ def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen 
     base = load_base("embedded")
     bench_train_stage(base, plan, peaks)
     bench_budget_stage(base, plan, peaks)
-    bench_stage_steps(base, plan, dev)
     bench_precision_steps(base, plan, dev)
     bench_train_speeds(base, plan, peaks, dev)
     with tempfile.TemporaryDirectory() as tmp:
-        bars = synthetic_bars(plan.predict_bars)
+        bars = loaded_bars(plan.predict_bars)
         with contextlib.redirect_stderr(io.StringIO()):
             entry, _ = train_entry(split_bars(bars), base, make_method("lora"), Registry(tmp), "bench-lora",
                                    TrainConfig(steps=2, batch_size=4), "synthetic")
@@ -774,7 +519,7 @@ def bench(args: argparse.Namespace, dev: torch.device, beside: subprocess.Popen 
     if waited is not None:
         row("machine", "waited for a core, share of runnable time", f"{waited:.0%}",
             "this process's threads over the run (schedstat; ended threads not counted): 0% is an idle machine")
-    return [*header, *peak_rows(peaks)]
+    return [*header, *TABLE.peak_rows(peaks)]
 
 
 def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -799,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with beside_load(args.beside_load) as beside:
         header = bench(args, dev, beside)
     loud = [line for line in header if line.startswith("!!!")]
-    print_table([line for line in header if not line.startswith("!!!")], loud)
+    TABLE.print([line for line in header if not line.startswith("!!!")], loud)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,14 @@ import threading
 import time
 from pathlib import Path
 
+if not __package__:  # `python benchmarks/serve_load.py`: the repository root, where `benchmarks` is a package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import httpx
 import numpy as np
 import pandas as pd
-from run import synthetic_bars  # benchmarks/run.py, beside this script
 
+from benchmarks.synthetic import synthetic_bars
 from llmsignal.data import load_bars
 from llmsignal.finetune.bars import DataError
 from llmsignal.finetune.precision import PRECISIONS

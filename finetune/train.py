@@ -3,11 +3,10 @@
 Every method gets the same windows in the same order for a given seed, the same
 step budget and the same batch size; only its learning rate is its own.
 
-Two choices make a CPU step about 2.8x cheaper than GPT-2's defaults would (measured in
-``benchmarks/run.py``, row "train stage"): dropout is off while fine-tuning (drawing its masks took
-a quarter of every step, and attention dropout kept the fused attention kernel from running), and on
-a CPU with native bfloat16 the matmuls run under bfloat16 autocast while attention stays in float32
-(its bfloat16 backward on CPU is 4x slower than float32's).
+``TrainStep`` is the one training step, which ``train()`` and the benchmarks take. Dropout is off while
+fine-tuning (drawing its masks costs a quarter of a CPU step, and attention dropout keeps the fused
+attention kernel from running); under bfloat16 the matmuls run in bfloat16 autocast while attention
+stays in float32 (its bfloat16 backward on CPU is 4x slower than float32's).
 """
 
 from __future__ import annotations
@@ -75,6 +74,49 @@ def make_optimizer(params: list[torch.nn.Parameter], lr: float, weight_decay: fl
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
+class TrainStep:
+    """The training step: the next-token loss of a batch under the config's precision, backward, gradients
+    clipped to norm 1, one AdamW step (fused where torch has the kernel). ``train()`` takes it, and so do
+    the benchmarks.
+
+    Building it puts the model on ``dev`` in training mode with the config's dropout (``None`` keeps the
+    model's own rates) and makes the optimizer of its trainable weights; inside ``with step:`` attention
+    runs in float32 while the precision is bfloat16.
+
+        with TrainStep(model, config, lr) as step:
+            loss = step(ids)   # ids: a batch of token windows on step.dev
+    """
+
+    def __init__(self, model: torch.nn.Module, config: TrainConfig, lr: float, dev: torch.device | None = None) -> None:
+        self.dev = dev or device()
+        self.model, self.precision = model.to(self.dev).train(), config.precision
+        if config.dropout is not None:
+            set_dropout(model, config.dropout)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = make_optimizer(self.params, lr, config.weight_decay) if self.params else None
+        self._attention: contextlib.AbstractContextManager | None = None
+
+    def __enter__(self) -> TrainStep:
+        self._attention = float32_attention(self.model, self.precision)
+        self._attention.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        attention, self._attention = self._attention, None
+        if attention is not None:
+            attention.__exit__(*exc)
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """One step on ``ids``; the loss, detached."""
+        with autocast(self.precision, self.dev):
+            loss = self.model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+
 def sample_windows(bins: np.ndarray, window: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """``count`` random windows of ``window`` consecutive bins."""
     if len(bins) < window:
@@ -124,15 +166,12 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
     ``until``, where training pauses (the weights as they are, not the best) to be resumed later.
     """
     dev = device()
-    model.to(dev).train()
-    if config.dropout is not None:
-        set_dropout(model, config.dropout)
-    params = [p for p in model.parameters() if p.requires_grad]
+    train_step = TrainStep(model, config, lr, dev)
+    params, optimizer = train_step.params, train_step.optimizer
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)
     series = [b for b in train_bins if len(b) >= config.window]
     weights = np.array([len(b) for b in series], dtype=float)
-    optimizer = make_optimizer(params, lr, config.weight_decay) if params else None
     schedule = learning_rate(config, lr)
     start, stopping = 0, EarlyStopping(config.patience, config.min_delta,
                                                  resume and resume.get("early_stopping"))
@@ -154,7 +193,7 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
                 "seconds": time.perf_counter() - began, "early_stopping": stopping.state()}
 
     end = min(until or config.steps, config.steps) if params else start
-    with memory, float32_attention(model, config.precision), tqdm(
+    with memory, train_step, tqdm(
             range(start, end), desc=desc, unit="step", initial=start, total=config.steps, leave=False) as bar:
         if config.eval_every and params and start == 0:
             stopping.observe(model, 0, 0.0, _validation_loss(model, table, val_bins, config))
@@ -164,13 +203,7 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
             ids = table.ids(batch).to(dev)
             for group in optimizer.param_groups:
                 group["lr"] = schedule(step)
-            with autocast(config.precision, dev):
-                loss = model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_value, tokens, done = loss.item(), tokens + ids.numel(), step + 1
+            loss_value, tokens, done = train_step(ids).item(), tokens + ids.numel(), step + 1
             history.append(loss_value)
             elapsed = time.perf_counter() - began
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens / max(elapsed, 1e-9):.0f}")

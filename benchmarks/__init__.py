@@ -1,0 +1,1 @@
+"""The benchmarks: ``harness`` (how they measure), ``synthetic`` (bars), and the scripts that print tables."""
