@@ -35,6 +35,7 @@ dev: $(VENV)/.dev $(TYPING)/.made
 
 run: install
 	$(BIN)/llmsignal run
+	@echo "the command is .venv/bin/llmsignal (or: source .venv/bin/activate, then llmsignal --help)"
 
 quick: install
 	$(BIN)/llmsignal run --quick

@@ -17,6 +17,7 @@ from llmsignal.backtests.metrics import (
     period_returns,
     trading_performance,
 )
+from llmsignal.backtests.results import computed
 from llmsignal.backtests.significance import (
     confidence_set,
     deflated_sharpe_from_returns,
@@ -27,6 +28,7 @@ from llmsignal.backtests.significance import (
     loss_differential_test,
     relative_mse_ci,
     sharpe_ci,
+    sharpe_loss_pvalue,
     sharpe_pvalue,
     verdict,
 )
@@ -40,17 +42,20 @@ def errors(predictions: pd.DataFrame) -> np.ndarray:
 
 def evaluate(name: str, kind: str, predictions: pd.DataFrame, bars: pd.DataFrame, strategy: type,
              params: dict, costs: Costs, others: dict[str, pd.DataFrame] | None = None, scale: float | None = None,
-             calendar: Calendar = FX) -> tuple[dict, pd.Series]:
-    """Forecast error and the strategy's P&L for one method's forecasts; returns the row and the equity curve.
+             calendar: Calendar = FX, label: str | None = None) -> tuple[dict, pd.Series]:
+    """One row of the results table for one method's forecasts under one strategy, and its equity curve.
 
-    ``others`` are further forecasts of the same bars, fed as extra signal feeds (an ensemble votes with them);
-    ``scale`` is MASE's denominator, the naive forecast's MAE on the training bars.
+    Every entry point scores a row here: forecast error, distribution scores, the strategy's P&L and costs,
+    and every metric of ``results.METRICS`` that brings its own ``compute``. ``others`` are further forecasts of
+    the same bars, fed as extra signal feeds (an ensemble votes with them); ``scale`` is MASE's denominator
+    (``mase_scale``); ``label`` names the strategy in the row (default: its class name).
     """
     extra = {n: signal_frame(bars, f) for n, f in (others or {}).items()}
     result = run_backtest(signal_frame(bars, predictions), strategy, params, costs, extra_feeds=extra)
-    row = {"method": name, "kind": kind, **forecast_error(predictions, scale), **distribution_scores(predictions),
+    row = {"method": name, "kind": kind, "strategy": label or strategy.__name__,
+           **forecast_error(predictions, scale), **distribution_scores(predictions),
            **trading_performance(result.equity, calendar), "trades": result.trades, "commission": result.commission,
-           "swap": result.swap}
+           "swap": result.swap, **computed(predictions, result)}
     return row, result.equity
 
 
@@ -67,7 +72,9 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
       ``distribution_reference``, each Holm-adjusted across the methods in the same way (``ls_holm``,
       ``crps_holm``), and ``distribution_verdict``; left empty when the reference is not in the run.
     - Trading: a one-sided test of a positive Sharpe ratio per row, Holm-adjusted across the rows that could
-      trade (``sharpe_holm``), bootstrap intervals, and the deflated Sharpe ratio with that many trials.
+      trade (``sharpe_holm``), and its mirror, of a negative one, Holm-adjusted across the same rows
+      (``sharpe_loss_holm``, behind "loses money"); bootstrap intervals, and the deflated Sharpe ratio with
+      that many trials.
     """
     methods = list(dict.fromkeys(row["method"] for row in rows))
     error = {m: errors(forecasts[m]) for m in methods}  # each method's, once
@@ -81,6 +88,7 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
     trial_sharpes = [returns[k].mean() / returns[k].std() for k in traders if returns[k].std() > 0]
     sharpe_p = {k: sharpe_pvalue(returns[k]) for k in traders}
     sharpe_holm = dict(zip(traders, holm([sharpe_p[k] for k in traders]), strict=True))
+    sharpe_loss_holm = dict(zip(traders, holm([sharpe_loss_pvalue(returns[k]) for k in traders]), strict=True))
     distribution = _distribution_tests(methods, forecasts, distribution_reference)
     for row in rows:
         row.update(distribution.get(row["method"], {}))
@@ -98,9 +106,11 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
                    dm_holm=dm_holm.get(row["method"], np.nan),
                    in_mcs=row["method"] in best, da_ci_low=da_low, da_ci_high=da_high, sharpe_ci_low=low,
                    sharpe_ci_high=high, sharpe_pvalue=sharpe_p.get(key, np.nan),
-                   sharpe_holm=sharpe_holm.get(key, np.nan), deflated_sharpe=dsr,
+                   sharpe_holm=sharpe_holm.get(key, np.nan), sharpe_loss_holm=sharpe_loss_holm.get(key, np.nan),
+                   deflated_sharpe=dsr,
                    verdict=verdict(stat, dm_holm.get(row["method"], np.nan), sharpe_holm.get(key, np.nan), low, high,
-                                   dsr, row["method"] in best))
+                                   dsr, row["method"] in best,
+                                   sharpe_loss_holm=sharpe_loss_holm.get(key, np.nan)))
 
 
 def _distribution_tests(methods: list[str], forecasts: dict[str, pd.DataFrame], reference: str) -> dict[str, dict]:

@@ -220,9 +220,14 @@ def distribution_scores(predictions: pd.DataFrame) -> dict[str, float]:
             "qlike": float(losses["qlike"].mean())}
 
 
-def naive_scale(train_close: pd.Series) -> float:
-    """The naive forecast's MAE over the training bars: MASE's denominator."""
-    return float(np.mean(np.abs(np.diff(train_close.to_numpy()))))
+def mase_scale(close: pd.Series, start: pd.Timestamp) -> float:
+    """MASE's denominator: the naive forecast's MAE over every bar before ``start`` (the first forecast bar).
+
+    Only bars before the forecasts are used, so ``llmsignal run`` and ``llmsignal backtest`` of the same
+    forecasts on the same bars agree; NaN where no earlier bars exist.
+    """
+    earlier = close[close.index < start].to_numpy(dtype=float)
+    return float(np.mean(np.abs(np.diff(earlier)))) if len(earlier) > 1 else float("nan")
 
 
 def trading_performance(equity: pd.Series, calendar: Calendar = FX) -> dict[str, float]:

@@ -10,6 +10,8 @@ import contextlib
 import html
 import io
 import logging
+import os
+import tempfile
 import warnings
 from importlib.resources import files
 from pathlib import Path
@@ -21,26 +23,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
+from llmsignal.backtests.evaluation import pretraining_question
 from llmsignal.backtests.metrics import FX, Calendar, period_returns
 from llmsignal.backtests.race import race_figure, race_html
+from llmsignal.backtests.results import BENCHMARK, RunOutputs, better, columns, needs_trades, write_atomic
 
-COLUMNS = ["method", "kind", "strategy", "mse", "mae", "relmae", "mase", "directional_accuracy", "da_base_rate",
-           "da_pvalue", "sharpe", "total_return", "max_drawdown", "trades", "commission", "swap", "trainable_params",
-           "train_seconds", "val_loss", "lr", "steps_used", "best_step", "peak_memory_mb", "saved_mb",
-           "predict_ms_per_bar", "predict_ms_per_bar_merged", "mse_vs_naive", "mse_vs_naive_low", "mse_vs_naive_high",
-           "dm_stat",
-           "dm_pvalue", "dm_holm", "in_mcs", "da_ci_low", "da_ci_high", "sharpe_ci_low", "sharpe_ci_high",
-           "sharpe_pvalue", "sharpe_holm", "deflated_sharpe", "verdict",
-           # the forecast distributions: scores, then the tests against garch behind distribution_verdict
-           "log_score", "crps", "coverage_90", "calibration_error", "qlike", "ls_dm_stat", "ls_dm_pvalue", "ls_holm",
-           "crps_dm_stat", "crps_dm_pvalue", "crps_holm", "distribution_verdict"]
-BENCHMARK = "buy & hold"
-THRESHOLD_SETTING = "trading threshold (bp)"  # in settings.json, for the page's histogram
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
-LOWER_IS_BETTER = {"mse", "mae", "relmae", "mase", "crps", "calibration_error", "qlike", "trainable_params",
-                   "train_seconds", "peak_memory_mb", "saved_mb", "predict_ms_per_bar", "predict_ms_per_bar_merged"}
-HIGHER_IS_BETTER = {"directional_accuracy", "log_score", "sharpe", "total_return", "max_drawdown", "deflated_sharpe"}
-TRADING = {"sharpe", "total_return", "max_drawdown", "deflated_sharpe"}  # a row that never traded wins none of these
 
 
 def template(name: str) -> str:
@@ -84,15 +72,17 @@ def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str
         returns.name = title
     else:  # quantstats cannot align a column that never moves
         returns = returns.loc[:, returns.std() > 0]
-    path.parent.mkdir(parents=True, exist_ok=True)
     if returns.empty or (returns.std() == 0).all():  # quantstats cannot regress a flat curve on the benchmark
-        path.write_text(f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
-                        "<p>The strategy never held a position on these forecasts: no tearsheet.</p>")
+        write_atomic(path, f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
+                     "<p>The strategy never held a position on these forecasts: no tearsheet.</p>")
         return
-    with quiet():
-        qs.reports.html(returns, benchmark=bench, output=str(path), title=title, download_filename=path.name,
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with quiet(), tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
+        drawn = Path(folder) / path.name  # quantstats writes in place: the page appears only once it is whole
+        qs.reports.html(returns, benchmark=bench, output=str(drawn), title=title, download_filename=path.name,
                         periods_per_year=calendar.periods_per_year, match_dates=False)
         plt.close("all")
+        os.replace(drawn, path)
 
 
 def _png(fig) -> str:
@@ -254,7 +244,7 @@ def _cell(value) -> str:
 
 def _eligible(table: pd.DataFrame, column: str) -> pd.Series:
     """Rows whose value in ``column`` may be marked best: a trading figure needs trades, a DA its base rate beaten."""
-    if column in TRADING and "trades" in table:
+    if needs_trades(column) and "trades" in table:
         return table["trades"] > 0
     if column == "directional_accuracy" and "da_pvalue" in table:
         return pd.to_numeric(table["da_pvalue"], errors="coerce") < 0.05
@@ -263,17 +253,17 @@ def _eligible(table: pd.DataFrame, column: str) -> pd.Series:
 
 def metrics_table(table: pd.DataFrame) -> str:
     """A sortable table; the best value of each metric column is marked, among the rows that may win it."""
-    columns = [c for c in table.columns if c != "key"]  # the key names the tearsheet; the method shows it
-    marked = pd.DataFrame(False, index=table.index, columns=columns)
-    for column in (c for c in columns if c in LOWER_IS_BETTER | HIGHER_IS_BETTER):
+    shown = [c for c in table.columns if c != "key"]  # the key names the tearsheet; the method shows it
+    marked = pd.DataFrame(False, index=table.index, columns=shown)
+    for column in (c for c in shown if better(c)):
         values = pd.to_numeric(table[column], errors="coerce").where(_eligible(table, column))
         if values.notna().any():
-            marked[column] = values == (values.min() if column in LOWER_IS_BETTER else values.max())
-    head = "".join(f"<th onclick=\"sortBy(this)\">{html.escape(c)}</th>" for c in columns)
+            marked[column] = values == (values.min() if better(column) == "lower" else values.max())
+    head = "".join(f"<th onclick=\"sortBy(this)\">{html.escape(c)}</th>" for c in shown)
     body = []
     for index, row in table.iterrows():
         cells = []
-        for column in columns:
+        for column in shown:
             text = _cell(row[column])
             if column == "method" and "key" in row:
                 text = f'<a href="tearsheets/{html.escape(row["key"])}.html">{text}</a>'
@@ -283,7 +273,7 @@ def metrics_table(table: pd.DataFrame) -> str:
     return f'<table id="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
-def recommendation(table: pd.DataFrame) -> list[str]:
+def recommendation(table: pd.DataFrame, reference: str = "naive") -> list[str]:
     """Up to four lines that answer the reader's question: which method, at what cost, how sure, and whose
     forecast distribution beats GARCH's.
 
@@ -301,8 +291,8 @@ def recommendation(table: pd.DataFrame) -> list[str]:
         in_set = int(rows["in_mcs"].astype(bool).sum())
         return ["None beats the baselines: no tuned method forecasts better than naive after correcting for "
                 f"{len(tuned)} methods tried.",
-                f"{in_set} of {len(rows)} forecasters are in the confidence set of the most accurate, naive "
-                f"{'among them' if rows.loc[rows['method'] == 'naive', 'in_mcs'].astype(bool).any() else 'not'}.",
+                f"{in_set} of {len(rows)} forecasters are in the confidence set of the most accurate, {reference} "
+                f"{'among them' if rows.loc[rows['method'] == reference, 'in_mcs'].astype(bool).any() else 'not'}.",
                 "Trading: " + _trading_line(rows), *distributions]
     best = winners.sort_values("trainable_params").iloc[0]
     return [f"Use {best['method']}: its forecasts beat naive (Holm p={best['dm_holm']:.2g}) and it is in the "
@@ -312,6 +302,21 @@ def recommendation(table: pd.DataFrame) -> list[str]:
             f"squared errors are {_percent(best['mse_vs_naive'])} against naive "
             f"({_percent(best['mse_vs_naive_low'])} to {_percent(best['mse_vs_naive_high'])}).",
             "Trading: " + _trading_line(rows), *distributions]
+
+
+def answer_lines(table: pd.DataFrame, reference: str = "naive") -> list[str]:
+    """The page's headline and a compact table of the rows that matter, for a terminal: the tuned methods and the
+    references every test compares with."""
+    rows = table[(table["kind"] == "llm") | table["method"].isin([reference, "garch"])]
+    shown = pd.DataFrame({
+        "method": rows["method"] + ("" if table["strategy"].nunique() == 1 else " " + rows["strategy"]),
+        "MSE vs naive": rows["mse_vs_naive"].map(_percent),
+        "direction": rows["directional_accuracy"].map(lambda v: "–" if pd.isna(v) else f"{v:.1%}"),
+        "Sharpe": [f"{s:+.2f}" if t > 0 else "–" for s, t in zip(rows["sharpe"], rows["trades"], strict=True)],
+        "trades": rows["trades"].map(lambda v: f"{v:,.0f}"),
+        "log score": rows["log_score"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
+        "verdict": rows["verdict"].fillna("").str.slice(0, 60)})
+    return [*recommendation(table, reference), "", shown.to_string(index=False)]
 
 
 def _distribution_line(tuned: pd.DataFrame) -> str:
@@ -356,7 +361,7 @@ def summary_table(table: pd.DataFrame) -> str:
     head = ["method", "squared error vs naive (95% CI)", "Sharpe (95% CI)", "trades", "trainable", "train time",
             "verdict", "log score · CRPS (bp) · 90% coverage", "distribution vs GARCH"]
     body = []
-    for _, row in table.reindex(columns=[*COLUMNS, "key"]).iterrows():  # a run from before 0.2 lacks some
+    for _, row in table.reindex(columns=[*columns(), "key"]).iterrows():  # a run from before 0.2 lacks some
         name = html.escape(str(row["method"])) + ("" if table["strategy"].nunique() == 1
                                                   else f" <small>{html.escape(str(row['strategy']))}</small>")
         cells = [f'<a href="tearsheets/{html.escape(row["key"])}.html">{name}</a>',
@@ -418,7 +423,9 @@ def return_histogram(forecasts: dict[str, pd.DataFrame], threshold_bps: float | 
     return _png(fig)
 
 
-def pretraining_html(answer: dict | None) -> str:
+def pretraining_html(answer: dict | None, methods: pd.Series) -> str:
+    if answer is None and methods.str.endswith("/scratch").any():
+        return ("<p>This page combines runs: each run's own page answers the question for its rows.</p>")
     if answer is None:
         return ("<p>Add <code>scratch</code> to <code>--methods</code> to compare the pretrained base with the "
                 "same model trained from random weights.</p>")
@@ -445,33 +452,39 @@ def folds_html(folds: pd.DataFrame | None) -> str:
             "tuned on bars before the fold only.</p>" + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
-def comparison_html(table: pd.DataFrame, curves: dict[str, pd.Series], forecasts: dict[str, pd.DataFrame],
-                    settings: dict, alerts: list[str], pretraining: dict | None,
-                    folds: pd.DataFrame | None = None, losses: dict[str, list[float]] | None = None,
-                    threshold_bps: float | None = None, side_by_side_note: str = "",
-                    race: dict[str, list[dict]] | None = None) -> str:
+def comparison_html(outputs: RunOutputs, side_by_side_note: str = "") -> str:
     """The comparison page: the answer first, a compact table, the full table collapsed, pictures, settings."""
+    table, forecasts, losses, race = outputs.table, outputs.forecasts, outputs.losses, outputs.race
     settings_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                            for k, v in settings.items())
-    warns = "".join(f'<p class="warn">Warning: {html.escape(w)}</p>' for w in alerts)
-    headline = "".join(f"<p>{html.escape(line)}</p>" for line in recommendation(table))
+                            for k, v in outputs.settings.items())
+    warns = "".join(f'<p class="warn">Warning: {html.escape(w)}</p>' for w in outputs.warnings)
+    headline = "".join(f"<p>{html.escape(line)}</p>" for line in recommendation(table, outputs.reference))
     losses_html = (f'<h2>Training and validation loss</h2><img src="{loss_figure(losses, table)}" alt="loss curves">'
                    if losses and any(losses.values()) else "")
     losses_html += race_html(race, _png(race_figure(race))) if race else ""
+    pictured = _distinct(forecasts)
     return render("comparison.html", style=template("comparison.css"), script=template("sort.js"), warnings=warns,
                   headline=headline, summary=summary_table(table), metrics=metrics_table(table),
-                  folds=folds_html(folds), pretraining=pretraining_html(pretraining), losses=losses_html,
-                  histogram_png=return_histogram(forecasts, threshold_bps), equity_png=equity_figure(curves),
-                  forecast_png=forecast_figure(forecasts), cost_png=cost_figure(table), settings=settings_rows,
-                  distributions=distributions_html(forecasts),
-                  side_by_side=html.escape(side_by_side_note))
+                  folds=folds_html(outputs.folds),
+                  pretraining=pretraining_html(pretraining_question(table, forecasts), table["method"]),
+                  losses=losses_html, histogram_png=return_histogram(pictured, outputs.threshold_bps),
+                  equity_png=equity_figure({**outputs.equities, BENCHMARK: outputs.benchmark}),
+                  forecast_png=forecast_figure(pictured), cost_png=cost_figure(table), settings=settings_rows,
+                  distributions=distributions_html(pictured), side_by_side=html.escape(side_by_side_note))
 
 
-def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series], benchmark: pd.Series,
-                 forecasts: dict[str, pd.DataFrame], settings: dict, alerts: list[str], pretraining: dict | None,
-                 folds: pd.DataFrame | None = None, calendar: Calendar = FX, losses: dict | None = None,
-                 threshold_bps: float | None = None, race: dict[str, list[dict]] | None = None) -> None:
-    """Tearsheets (one per row of ``table``, keyed by its ``key`` column, and all side by side) and the page."""
+def _distinct(forecasts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The forecasts to draw: one panel per distinct set (two runs of the same model draw it once)."""
+    kept: dict[str, pd.DataFrame] = {}
+    for name, frame in forecasts.items():
+        if not any(frame.shape == other.shape and frame.equals(other) for other in kept.values()):
+            kept[name] = frame
+    return kept
+
+
+def write_report(out: Path, outputs: RunOutputs) -> None:
+    """Tearsheets (one per row of the table, keyed by its ``key`` column, and all side by side) and the page."""
+    table, equities, benchmark, calendar = outputs.table, outputs.equities, outputs.benchmark, outputs.calendar
     for key, row in table.set_index("key").iterrows():
         tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html",
                   calendar)
@@ -484,6 +497,4 @@ def write_report(out: Path, table: pd.DataFrame, equities: dict[str, pd.Series],
         if len(crowded) else "") if part)
     tearsheet(pd.DataFrame({row["key"]: equities[row["key"]] for _, row in shown.iterrows()}), benchmark,
               f"every row that traded ({len(shown)})", out / "tearsheets" / "all.html", calendar)
-    page = comparison_html(table, {**equities, BENCHMARK: benchmark}, forecasts, settings, alerts, pretraining, folds,
-                           losses, threshold_bps, note or "every row traded and is in it", race)
-    (out / "comparison.html").write_text(page)
+    write_atomic(out / "comparison.html", comparison_html(outputs, note or "every row traded and is in it"))

@@ -17,6 +17,7 @@ López de Prado write them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -39,22 +40,52 @@ def _losses(errors: ArrayLike, loss: str) -> np.ndarray:
     raise ValueError(f"loss must be 'squared' or 'absolute', not {loss!r}")
 
 
-def _long_run_variance(d: np.ndarray, horizon: int) -> float:
-    """Variance of the mean's numerator, sum of autocovariances up to lag horizon-1.
+ANDREWS_BARTLETT = 1.1447  # Andrews (1991): the MSE-optimal Bartlett bandwidth is 1.1447 (alpha(1) n)^(1/3)
+BANDWIDTH_FACTOR = 2.0  # a test wants less bias than an estimate: twice that (benchmarks/dm_size.py measures why)
+RHO_CAP = 0.97  # the AR(1) coefficient of the plug-in, kept off the unit root
 
-    An h-step forecast error is at most MA(h-1), so DM (1995) and HLN (1997) use a
-    flat window of h-1 lags; the HLN correction below is derived for that window.
-    It can go non-positive for h > 1, and then Newey-West (Bartlett) weights,
-    which are always >= 0, take over.
+
+def dm_bandwidth(differential: ArrayLike, horizon: int = 1, factor: float = BANDWIDTH_FACTOR) -> float:
+    """Bartlett bandwidth M of the Diebold-Mariano variance: lags j < M count, with weight 1 - j/M.
+
+    ``factor`` times the Andrews (1991) AR(1) plug-in (2 by default: the MSE-optimal bandwidth estimates the
+    variance well but leaves a test 1-3 points over its level), at least ``horizon`` (an h-step error is
+    MA(h-1)) and at most the number of bars. At 600 bars, independent differentials get M of about 3 (M <= 1
+    is the plain variance), AR(1) ones with coefficient 0.5 about 23, and 0.8 about 50.
     """
-    n = len(d)
+    d = np.asarray(differential, dtype=float)
     centred = d - d.mean()
-    gammas = np.array([centred[k:] @ centred[: n - k] / n for k in range(horizon)])
-    flat = gammas[0] + 2 * gammas[1:].sum()
-    if flat > 0:
-        return float(flat)
-    bartlett = 1 - np.arange(1, horizon) / horizon
-    return float(gammas[0] + 2 * (bartlett * gammas[1:]).sum())
+    scale = centred[:-1] @ centred[:-1]
+    rho = float(np.clip(centred[1:] @ centred[:-1] / scale, -RHO_CAP, RHO_CAP)) if scale > 0 else 0.0
+    alpha = 4 * rho**2 / ((1 - rho) ** 2 * (1 + rho) ** 2)
+    plug_in = ANDREWS_BARTLETT * (alpha * len(d)) ** (1 / 3)
+    return float(min(max(factor * plug_in, horizon, 1.0), len(d)))
+
+
+def _bartlett_weights(bandwidth: float) -> np.ndarray:
+    """Weights 1 - j/M of lags j = 0, 1, ... below M (lag 0 alone for M <= 1)."""
+    return 1 - np.arange(max(1, int(np.ceil(bandwidth)))) / max(bandwidth, 1.0)
+
+
+def _fixed_b_reference(weights: np.ndarray, n: int) -> tuple[float, float]:
+    """Mean and Satterthwaite degrees of freedom of the Bartlett variance over the true one, at fixed b = M/n.
+
+    Exact for independent Gaussian differentials: the estimate is the quadratic form e'CWCe/n (C centres,
+    W holds the weights by lag), so its mean is tr(CWC)/n and its variance 2 tr((CWC)^2)/n^2. Matching a
+    scaled chi-square gives the statistic's reference, a Student t. At M = 1 this is the paired t-test
+    (mean (n-1)/n, n-1 degrees of freedom); for larger M it is the fixed-b distribution of Kiefer and
+    Vogelsang (2005), whose 5% critical values it reproduces within 1% for b <= 0.1 and exceeds (a
+    conservative test) beyond.
+    """
+    lags = len(weights)
+    counts = n - np.arange(lags)
+    trace = n * weights[0]
+    total = trace + 2 * (counts[1:] * weights[1:]).sum()  # 1'W1
+    squares = n * weights[0] ** 2 + 2 * (counts[1:] * weights[1:] ** 2).sum()  # tr(W^2)
+    row_sums = np.convolve(np.ones(n), np.r_[weights[::-1], weights[1:]])[lags - 1: lags - 1 + n]  # W1
+    mean = (trace - total / n) / n
+    variance = 2 * (squares - 2 * (row_sums @ row_sums) / n + total**2 / n**2) / n**2
+    return float(mean), float(2 * mean**2 / variance)
 
 
 def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1,
@@ -64,9 +95,8 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1,
     ``errors_*`` are forecast errors (forecast - actual) on the same bars; pairs with a
     NaN on either side are dropped. ``loss`` is "squared" or "absolute". The loss
     differential L(A) - L(B) is tested against zero, so a negative statistic means
-    A is more accurate. The long-run variance covers horizon-1 lags, and the
-    Harvey-Leybourne-Newbold small-sample correction with a Student-t(n-1) reference
-    is applied; for horizon=1 this is exactly a paired t-test on the losses.
+    A is more accurate; the variance allows for serial dependence of the differential,
+    as ``loss_differential_test`` says.
 
     Identical losses give (0.0, 1.0); a constant non-zero differential gives
     (-inf or inf, 0.0); fewer than two usable pairs give (nan, nan).
@@ -77,7 +107,13 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1,
 def loss_differential_test(losses_a: ArrayLike, losses_b: ArrayLike, horizon: int = 1) -> tuple[float, float]:
     """Diebold-Mariano on per-bar losses already computed (minus the log score, the CRPS): A - B tested.
 
-    As ``diebold_mariano``: a negative statistic means A's losses are smaller.
+    As ``diebold_mariano``: a negative statistic means A's losses are smaller. Per-bar losses cluster
+    with volatility, so the mean differential's variance is a Newey-West (Bartlett) long-run variance
+    with the data-driven bandwidth of ``dm_bandwidth``, and the statistic is referred to its fixed-b
+    distribution (``_fixed_b_reference``: a Student t). With AR(1) differentials of no true difference
+    over 600 bars it rejects at 5% in about 5-7% of samples at coefficients 0.5 to 0.9 (the paired
+    t-test: 26% and 52% at 0.5 and 0.8), and finds a shift of 0.3 marginal standard deviations at 0.5
+    in 99% (``benchmarks/dm_size.py``). Where no lag gets weight it is the paired t-test.
 
     >>> stat, p = loss_differential_test([1.0, 2.0, 1.5, 1.2], [2.0, 2.5, 2.4, 2.0])
     >>> stat < 0 and p < 0.01
@@ -95,15 +131,23 @@ def loss_differential_test(losses_a: ArrayLike, losses_b: ArrayLike, horizon: in
         return float("nan"), float("nan")
     if not d.any():
         return 0.0, 1.0
-    correction = (n + 1 - 2 * horizon + horizon * (horizon - 1) / n) / n
-    if correction <= 0 or horizon >= n:
+    if horizon >= n:
         raise ValueError(f"horizon {horizon} is too long for {n} observations")
-    variance = _long_run_variance(d, horizon)
-    mean = d.mean()
+    return _hac_test(d, dm_bandwidth(d, horizon))
+
+
+def _hac_test(d: np.ndarray, bandwidth: float) -> tuple[float, float]:
+    """The statistic and p-value of ``loss_differential_test`` at a given Bartlett bandwidth."""
+    n, mean = len(d), d.mean()
+    centred = d - mean
+    weights = _bartlett_weights(min(bandwidth, n))
+    gammas = np.array([centred[k:] @ centred[: n - k] / n for k in range(len(weights))])
+    variance = float(gammas[0] + 2 * (weights[1:] * gammas[1:]).sum())
     if variance <= 0:  # a constant differential: every bar says the same thing
         return float(np.copysign(np.inf, mean)), 0.0
-    statistic = float(mean / np.sqrt(variance / n) * np.sqrt(correction))
-    return statistic, float(2 * stats.t.sf(abs(statistic), df=n - 1))
+    scale, dof = _fixed_b_reference(weights, n)
+    statistic = float(mean / np.sqrt(variance / n) * np.sqrt(scale))
+    return statistic, float(2 * stats.t.sf(abs(statistic), df=dof))
 
 
 def block_length(values: np.ndarray) -> float:
@@ -157,13 +201,31 @@ def sharpe_ci(returns: ArrayLike, calendar: Calendar = FX, reps: int = 1000, alp
 
 def relative_mse_ci(errors: ArrayLike, reference_errors: ArrayLike, reps: int = 1000, alpha: float = 0.05,
                     seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of MSE / reference MSE - 1 (-0.01: one percent smaller squared errors), bars resampled in pairs."""
+    """Bootstrap CI of MSE / reference MSE - 1 (-0.01: one percent smaller squared errors).
+
+    Both MSEs are recomputed on every resample, from the same bars (the pairs stay together), so the
+    reference's own sampling noise is in the interval and what both forecasts share cancels. Bars are
+    resampled in stationary blocks of the Politis-White length of the squared-error differential, as in
+    ``bootstrap_ci``, and the interval is BCa. Pairs with a NaN are dropped; a reference with no error
+    gives NaNs.
+    """
     errors, reference = np.asarray(errors, dtype=float), np.asarray(reference_errors, dtype=float)
     keep = ~(np.isnan(errors) | np.isnan(reference))
-    scale = np.mean(reference[keep] ** 2)
-    if scale == 0:
+    squared, reference_squared = errors[keep] ** 2, reference[keep] ** 2
+    if len(squared) < 2:
+        raise ValueError(f"need at least 2 pairs, got {len(squared)}")
+    if not 0 < alpha < 1 or reps < 1:
+        raise ValueError(f"need 0 < alpha < 1 and reps >= 1, got alpha={alpha}, reps={reps}")
+    if reference_squared.mean() == 0:
         return float("nan"), float("nan")
-    return bootstrap_ci((errors[keep] ** 2 - reference[keep] ** 2) / scale, np.mean, reps=reps, alpha=alpha, seed=seed)
+    bootstrap = StationaryBootstrap(block_length(squared - reference_squared), squared, reference_squared, seed=seed)
+    ratio = lambda own, ref: np.array([own.mean() / ref.mean() - 1])  # noqa: E731
+    try:
+        with np.errstate(divide="ignore", invalid="ignore"):  # a resample of bars where the reference was exact
+            low, high = bootstrap.conf_int(ratio, reps=reps, method="bca", size=1 - alpha)
+    except (RuntimeError, ValueError, FloatingPointError):
+        return float("nan"), float("nan")
+    return float(low[0]), float(high[0])
 
 
 def sharpe_pvalue(returns: ArrayLike) -> float:
@@ -175,6 +237,30 @@ def sharpe_pvalue(returns: ArrayLike) -> float:
     sharpe = float(returns.mean() / returns.std(ddof=1))
     return 1 - probabilistic_sharpe_ratio(sharpe, 0.0, len(returns), float(stats.skew(returns)),
                                           float(stats.kurtosis(returns, fisher=False)))
+
+
+def sharpe_loss_pvalue(returns: ArrayLike) -> float:
+    """One-sided p-value of a true Sharpe ratio at or above zero, the mirror of ``sharpe_pvalue``.
+
+    Small when the returns lose money beyond what luck explains; behind "loses money", Holm-adjusted across
+    the rows. The Sharpe ratio's standard error is taken at the null itself, SR = 0, where PSR's skew and
+    kurtosis terms vanish and it is 1/sqrt(n): the statistic is SR sqrt(n), the t-statistic of the mean
+    return, referred to Student t(n-1). PSR's own form, with the terms at the sample's SR, is too lenient
+    here: a large loss in a short sample comes with a sample skew that shrinks its standard error. For 8
+    zero-skill rows of 54 daily returns, "any row significant after Holm" happened in 4.8% (Gaussian), 4.4%
+    (t6) and 4.3% (t4) of 20,000 families with this test, and in 4.9%, 7.1% and 8.9% with 1 - PSR's mirror.
+    NaN without three varying returns.
+
+    >>> losing = np.tile([-0.02, 0.01], 100)
+    >>> sharpe_loss_pvalue(losing) < 0.001 < sharpe_pvalue(losing)
+    True
+    """
+    returns = np.asarray(returns, dtype=float)
+    returns = returns[~np.isnan(returns)]
+    if len(returns) < 3 or np.ptp(returns) == 0:
+        return float("nan")
+    n = len(returns)
+    return float(stats.t.cdf(returns.mean() / returns.std(ddof=1) * np.sqrt(n), df=n - 1))
 
 
 def holm(pvalues: ArrayLike) -> np.ndarray:
@@ -212,6 +298,7 @@ def confidence_set(losses: pd.DataFrame, size: float = 0.1, reps: int = 1000, se
     return {name for name in losses.columns if any(losses[name].equals(series) for series in kept)}
 
 
+@lru_cache(maxsize=256)
 def expected_max_normal(n_trials: int) -> float:
     """Expected maximum of ``n_trials`` independent standard normals, by numerical integration.
 
@@ -296,15 +383,18 @@ def deflated_sharpe_from_returns(returns: ArrayLike, n_trials: int, trial_sharpe
 
 
 def verdict(dm_stat: float, dm_holm: float, sharpe_holm: float, sharpe_low: float, sharpe_high: float, dsr: float,
-            in_confidence_set: bool | None = None, level: float = 0.05, dsr_level: float = 0.95) -> str:
+            in_confidence_set: bool | None = None, level: float = 0.05, dsr_level: float = 0.95,
+            sharpe_loss_holm: float = float("nan")) -> str:
     """One line in plain words, each word backed by a test corrected for the rows of the run.
 
     Forecasts: "beats naive" or "worse than naive" when the Holm-adjusted Diebold-Mariano p-value on
     squared errors is below ``level``; the direction is the sign of the DM statistic itself. Trading:
     "evidence of edge" only when the Holm-adjusted one-sided Sharpe p-value is below ``level``, the
     bootstrap interval lies above zero and the deflated Sharpe ratio reaches ``dsr_level``; "loses
-    money" when the interval lies below zero. Neither: "no evidence of edge". A forecaster in the model
-    confidence set (not shown worse than the most accurate) says so.
+    money", its mirror, only when the Holm-adjusted one-sided p-value of a negative Sharpe
+    (``sharpe_loss_pvalue``, adjusted across the same rows) is below ``level`` and the interval lies below
+    zero; without ``sharpe_loss_holm`` it is never said. Neither: "no evidence of edge". A forecaster in
+    the model confidence set (not shown worse than the most accurate) says so.
 
     >>> verdict(dm_stat=13.1, dm_holm=1e-30, sharpe_holm=0.5, sharpe_low=-1, sharpe_high=1, dsr=0.3)
     'worse than naive (Holm p<0.001)'
@@ -315,8 +405,8 @@ def verdict(dm_stat: float, dm_holm: float, sharpe_holm: float, sharpe_low: floa
         forecast = f"{'beats naive' if dm_stat < 0 else 'worse than naive'} (Holm {shown(dm_holm)})"
     if sharpe_holm < level and sharpe_low > 0 and dsr >= dsr_level:
         trading = f"evidence of edge (Holm {shown(sharpe_holm)}, DSR {dsr:.2f})"
-    elif sharpe_high < 0:
-        trading = f"loses money (Sharpe CI {sharpe_low:.2f} to {sharpe_high:.2f} below zero)"
+    elif sharpe_loss_holm < level and sharpe_high < 0:
+        trading = f"loses money (Holm {shown(sharpe_loss_holm)}, Sharpe CI {sharpe_low:.2f} to {sharpe_high:.2f})"
     parts = [part for part in (forecast, trading) if part] or ["no evidence of edge"]
     if in_confidence_set:
         parts.append("in the confidence set of the most accurate")

@@ -13,43 +13,61 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llmsignal import __version__, cli_serve, cli_sweep
-from llmsignal.backtests.costs import CostError, Costs
-from llmsignal.cli_args import positive_int, precision_flag, warn_precision
-from llmsignal.config_file import ConfigFileError, defaults_from_file
-from llmsignal.finetune.bars import DataError
-from llmsignal.finetune.base import BaseModelError
-from llmsignal.finetune.methods import MethodError
-from llmsignal.finetune.precision import PrecisionError
-from llmsignal.models.predictor import PredictionError
-from llmsignal.models.registry import RegistryError
-from llmsignal.models.server import ServeError
-from llmsignal.run import BUDGETS
-from llmsignal.strategies import StrategyError
-from llmsignal.sweep import SweepError
-from llmsignal.tracking import TrackingError
+from llmsignal.cli_args import (
+    BUDGETS,
+    Checked,
+    positive_int,
+    precision_flag,
+    seed_int,
+    timestamp_text,
+    warn_precision,
+)
+
+if TYPE_CHECKING:
+    from llmsignal.backtests.costs import Costs
 
 EXIT_CODES = """exit status:
   0    done
-  1    a sweep in which some trials failed (its tables are written all the same)
   2    a mistake in the input: one line on stderr says what and where, nothing was written
   130  interrupted (Ctrl-C): the registry holds only complete entries; --resume continues a training
 """
+ALL_EXIT_CODES = EXIT_CODES + "  1    (sweep only) some trials failed; its tables are written all the same\n"
 
-# the one place where a user's mistake becomes one line on stderr and exit status 2
-USER_ERRORS = (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError, ServeError,
-               SweepError, CostError, ConfigFileError, TrackingError, PrecisionError)
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The one place where a user's mistake becomes one line on stderr and exit status 2.
+
+    Imported when an error is raised, not at start-up: ``llmsignal --help`` must not wait for torch.
+    """
+    from llmsignal.backtests.costs import CostError
+    from llmsignal.config_file import ConfigFileError
+    from llmsignal.finetune.bars import DataError
+    from llmsignal.finetune.base import BaseModelError
+    from llmsignal.finetune.methods import MethodError
+    from llmsignal.finetune.precision import PrecisionError
+    from llmsignal.models.predictor import PredictionError
+    from llmsignal.models.registry import RegistryError
+    from llmsignal.models.server import ServeError
+    from llmsignal.strategies import StrategyError
+    from llmsignal.sweep import SweepError
+    from llmsignal.tracking import TrackingError
+
+    return (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError, ServeError,
+            SweepError, CostError, ConfigFileError, TrackingError, PrecisionError)
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
+    from llmsignal.finetune.methods import MethodError
+
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -61,7 +79,7 @@ def _key_values(pairs: list[str]) -> dict[str, str]:
 
 def _method_params(pairs: list[str]) -> dict[str, dict]:
     """``--param lora.r=4`` (one method) or ``--param r=4`` (every method that takes r)."""
-    from llmsignal.finetune.methods import METHODS
+    from llmsignal.finetune.methods import METHODS, MethodError
 
     per_method: dict[str, dict] = {}
     for key, value in _key_values(pairs).items():
@@ -77,16 +95,18 @@ def _method_params(pairs: list[str]) -> dict[str, dict]:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="CSV of OHLC bars or a MetaTrader 5 export (default: bundled EURUSD H1)")
     parser.add_argument("--base", default="embedded", help="embedded (default), gpt2, or a model folder")
-    parser.add_argument("--registry", type=Path, default=Path("registry"), help="registry folder")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--registry", type=Path, default=Path("registry"), help="registry folder (default: registry)")
+    parser.add_argument("--seed", action=Checked, convert=seed_int, default=0, help="random seed, 0 to 2**32-1")
     parser.add_argument("--steps", type=positive_int,
                         help="training steps per method: with --budget steps, every one is taken (default 200); "
                              "with --budget converged, the most a search may take (default 1000; 6 with --quick)")
     parser.add_argument("--budget", choices=BUDGETS, default="converged",
                         help="converged (default): a learning-rate search per method with early stopping on the "
                              "validation split; steps: the same fixed steps for every method (equal compute)")
-    parser.add_argument("--test", type=float, default=0.2, help="fraction of bars in the test split")
-    parser.add_argument("--val", type=float, default=0.1, help="fraction of bars in the validation split")
+    parser.add_argument("--test", type=float, default=0.2,
+                        help="fraction of bars in the test split, the last ones (default: 0.2)")
+    parser.add_argument("--val", type=float, default=0.1,
+                        help="fraction of bars in the validation split, just before the test (default: 0.1)")
     parser.add_argument("--quick", action="store_true", help="the whole pipeline on tiny budgets")
     parser.add_argument("--force", action="store_true", help="retrain even if the registry has the entry")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted training")
@@ -117,6 +137,8 @@ def _cost_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _costs(args: argparse.Namespace) -> Costs:
+    from llmsignal.backtests.costs import CostError, Costs
+
     pairs = {}
     for pair in args.cost:
         name, sep, value = pair.partition("=")
@@ -143,7 +165,7 @@ def _strategies(args: argparse.Namespace) -> list[tuple[str, type, dict]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmsignal", description=__doc__, epilog=EXIT_CODES,
+    parser = argparse.ArgumentParser(prog="llmsignal", description=__doc__, epilog=ALL_EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"llmsignal {__version__}")
     loudness = parser.add_mutually_exclusive_group()
@@ -152,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="library logs too (transformers, peft, Ray workers)")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="tune, forecast, backtest and compare", epilog=EXIT_CODES,
+                         description="Tune each method on the training bars, forecast the test bars, trade the "
+                                     "forecasts with each strategy and compare every method with the baselines: "
+                                     "comparison.csv, comparison.html and a tearsheet per row in --out.",
                          formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.run_parser = run  # the flags a --config file may set
     run.add_argument("--config", type=Path, metavar="YAML",
@@ -161,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(run)
     run.add_argument("--methods", default="full,lora,adapter,scratch,zero-shot",
                      help="comma-separated methods, or 'all' (default: full,lora,adapter,scratch,zero-shot)")
-    run.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder")
+    run.add_argument("--out", type=Path, default=Path("runs/latest"), help="output folder (default: runs/latest)")
     run.add_argument("--walk-forward", type=int, default=0, metavar="K",
                      help="evaluate K consecutive test windows, tuning each method per fold on earlier bars only")
     run.add_argument("--rolling", action="store_true", help="walk-forward with a rolling (not expanding) train window")
@@ -185,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--entry", required=True, help="NAME or NAME@VERSION")
     predict.add_argument("--data")
     predict.add_argument("--registry", type=Path, default=Path("registry"))
-    predict.add_argument("--start", help="first bar to forecast (default: the entry's test split start)")
+    predict.add_argument("--start", action=Checked, convert=timestamp_text,
+                         help="first bar to forecast (default: the entry's test split start)")
     predict.add_argument("--out", type=Path, required=True)
     _prediction_flags(predict)
     precision_flag(predict, "forecasts")
@@ -215,10 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     _loudness(args)
     try:
         if args.command == "run" and args.config:  # the file's values become defaults the flags override
+            from llmsignal.config_file import defaults_from_file
+
             parser.run_parser.set_defaults(**defaults_from_file(args.config, parser.run_parser))
             args = parser.parse_args(argv)
         return COMMANDS[args.command](args) or 0
-    except USER_ERRORS as err:
+    except Exception as err:
+        if not isinstance(err, user_errors()):
+            raise
         print(f"llmsignal: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -230,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
 def _day_end(text: str) -> str:
     """``HH:MM ZONE``, checked: an IANA time zone and a time of day."""
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from llmsignal.finetune.bars import DataError
 
     hour, _, zone = text.strip().partition(" ")
     try:
@@ -256,17 +288,18 @@ def _loudness(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from llmsignal.backtests.report import answer_lines
     from llmsignal.run import run
 
     table = run(run_config(args))
-    print(table.drop(columns="entry").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    print(f"\nreport: {args.out / 'comparison.html'}")
+    print("\n".join(answer_lines(table)))
+    print(f"page: {args.out / 'comparison.html'}   table: {args.out / 'comparison.csv'}")
     return 0
 
 
 def run_config(args: argparse.Namespace):
     """The ``RunConfig`` that ``llmsignal run`` with these arguments runs, checked before any work."""
-    from llmsignal.finetune.methods import METHODS
+    from llmsignal.finetune.methods import METHODS, MethodError
     from llmsignal.run import RunConfig
     from llmsignal.tracking import Tracking
 
@@ -321,8 +354,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from llmsignal.backtests.results import write_atomic
     from llmsignal.data import load_bars
-    from llmsignal.models.distribution import FORECAST_COLUMNS
+    from llmsignal.finetune.bars import DataError
     from llmsignal.models.entries import entry_registry
     from llmsignal.models.predictor import Predictor
 
@@ -335,46 +369,52 @@ def _predict(args: argparse.Namespace) -> int:
     k = 1 if args.forecasts_per_pass is None else args.forecasts_per_pass
     predictor = Predictor.from_entry(entry, forecasts_per_pass=k, precision=args.precision)
     warn_precision(predictor.number_format)
-    frame = predictor.predict(bars, max(position, entry.metadata["codec"]["context"]))[FORECAST_COLUMNS]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # the public columns, then the distribution's bins, which `backtest` scores exactly as `run` does
+    frame = predictor.predict(bars, max(position, entry.metadata["codec"]["context"]))
     frame.index.name = "timestamp"
-    frame.to_csv(args.out)
+    write_atomic(args.out, frame.to_csv())
     print(f"{len(frame)} forecasts of {entry.ref} written to {args.out}")
     return 0
 
 
 def _backtest(args: argparse.Namespace) -> int:
-    from llmsignal.backtests.engine import run_backtest
-    from llmsignal.backtests.metrics import Calendar, forecast_error, trading_performance
+    from llmsignal.backtests.evaluation import evaluate
+    from llmsignal.backtests.metrics import Calendar, mase_scale
     from llmsignal.backtests.report import tearsheet
+    from llmsignal.backtests.results import strict_json, write_atomic
     from llmsignal.data import load_bars
-    from llmsignal.strategies import signal_frame
+    from llmsignal.finetune.bars import DataError
+    from llmsignal.strategies import StrategyError, signal_frame
 
+    if args.strategy and len(args.strategy) > 1:
+        raise StrategyError(f"--strategy given {len(args.strategy)} times: backtest trades one strategy per --out; "
+                            "`llmsignal run --strategy A --strategy B` compares several")
     forecasts = _read_predictions(args.predictions, args.method)
     costs = _costs(args)
     bars = load_bars(args.data)
-    [(_, strategy, params)] = _strategies(args)[:1]
-    frame = signal_frame(bars, forecasts)
-    if len(frame) < 2:
+    [(label, strategy, params)] = _strategies(args)
+    if len(signal_frame(bars, forecasts)) < 2:
         raise DataError(f"{args.predictions}: fewer than 2 timestamps in common with the bars of "
                         f"{args.data or 'EURUSD'}; pass the --data the forecasts were made for")
-    result = run_backtest(frame, strategy, params, costs)
     calendar = Calendar.for_bars(bars.index)
-    metrics = {**forecast_error(forecasts), **trading_performance(result.equity, calendar), "trades": result.trades,
-               "method": args.method, "costs": asdict(costs)}
-    close = bars["close"].loc[result.equity.index]
-    args.out.mkdir(parents=True, exist_ok=True)
-    tearsheet(result.equity, costs.cash * close / close.iloc[0], args.predictions.stem, args.out / "tearsheet.html",
-              calendar)
-    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    result.equity.to_csv(args.out / "equity.csv")
-    print(json.dumps(metrics, indent=2))
+    test = bars.loc[forecasts.index.intersection(bars.index)]
+    method = args.method or args.predictions.stem
+    row, equity = evaluate(method, "llm", forecasts, test, strategy, params, costs,
+                           scale=mase_scale(bars["close"], forecasts.index[0]), calendar=calendar, label=label)
+    close = bars["close"].loc[equity.index]
+    tearsheet(equity, costs.cash * close / close.iloc[0], f"{method} ({label})", args.out / "tearsheet.html", calendar)
+    metrics = {**row, "costs": asdict(costs)}
+    write_atomic(args.out / "metrics.json", strict_json(metrics))
+    write_atomic(args.out / "equity.csv", equity.rename("equity").rename_axis("timestamp").to_csv())
+    print(strict_json(metrics))
     return 0
 
 
 def _read_predictions(path: Path, method: str | None):
     """The forecasts of one method from a predictions CSV; a file of several methods needs ``method``."""
     import pandas as pd
+
+    from llmsignal.finetune.bars import DataError
 
     if not path.exists():
         raise DataError(f"{path}: no such file")

@@ -7,6 +7,8 @@ import sys
 
 from llmsignal.finetune.precision import PRECISIONS, Precision
 
+BUDGETS = ("converged", "steps")  # --budget: a learning-rate search with early stopping, or fixed steps
+
 
 def positive_int(text: str) -> int:
     """An argparse type: an integer of at least 1 (a step count, a worker count)."""
@@ -19,13 +21,62 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_SEED = 2**32 - 1  # numpy's legacy generators take no more; torch takes it too
+
+
+def seed_int(text: str) -> int:
+    """A random seed: a whole number from 0 to ``MAX_SEED`` (``torch.manual_seed(-1)`` fails after the data is read)."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, got {str(text)[:40]!r}") \
+            from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {MAX_SEED}, got {value}")
+    return value
+
+
+def timestamp_text(text: str) -> str:
+    """A date or time pandas reads, like 2024-03-01 or '2024-03-01 14:00', returned as given."""
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except (ValueError, TypeError, OverflowError):
+        stamp = pd.NaT
+    if stamp is pd.NaT:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date; give one like 2024-03-01 or "
+                                         "'2024-03-01 14:00'")
+    return text
+
+
+class Checked(argparse.Action):
+    """Store ``convert(VALUE)``; a value it refuses is one line, ``llmsignal: error: --flag: why``, and exit status 2.
+
+    That is how every other mistake in the input is reported; argparse's own refusal of a ``type=`` would print
+    the usage first. ``llmsignal.config_file`` converts a config file's value with the same ``convert``.
+    """
+
+    def __init__(self, option_strings: list[str], dest: str, convert, **kwargs) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.convert = convert
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        try:
+            value = self.convert(values)
+        except argparse.ArgumentTypeError as err:
+            parser.exit(2, f"llmsignal: error: {option_string}: {err}\n")
+        setattr(namespace, self.dest, value)
+
+
 def precision_flag(parser: argparse.ArgumentParser, what: str, default: str = "auto") -> None:
     """``--precision`` for a command that runs the model for ``what``."""
     parser.add_argument("--precision", choices=PRECISIONS, default=default,
                         help=f"number format of {what}: bfloat16 (autocast) is faster only on CPUs with AMX or "
-                             "AVX-512 BF16 and falls back to float32 on a CPU without them; auto picks bfloat16 "
-                             "on such a CPU and float32 elsewhere, a GPU included, where these models measured "
-                             f"slower in bfloat16 (default: {default})")
+                             "AVX-512 BF16 and falls back to float32 on a CPU without them; auto times a training "
+                             "step and a forecast in both formats on such a CPU (once, then cached) and takes the "
+                             "faster, float32 elsewhere, a GPU included, where bfloat16 measured slower "
+                             f"(default: {default})")
 
 
 def warn_precision(precision: Precision) -> None:

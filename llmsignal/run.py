@@ -20,9 +20,10 @@ import pandas as pd
 
 from llmsignal.backtests.costs import Costs
 from llmsignal.backtests.engine import check_strategy
-from llmsignal.backtests.evaluation import evaluate, pretraining_question, significance
-from llmsignal.backtests.metrics import Calendar, naive_scale
-from llmsignal.backtests.report import BENCHMARK, COLUMNS, THRESHOLD_SETTING, write_report
+from llmsignal.backtests.evaluation import evaluate, significance
+from llmsignal.backtests.metrics import Calendar, mase_scale
+from llmsignal.backtests.report import write_report
+from llmsignal.backtests.results import RunOutputs, row_key, table_of, write_atomic
 from llmsignal.data import DEFAULT_SOURCE, load_bars
 from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
 from llmsignal.finetune.base import Base, load_base, seen_by_base
@@ -30,7 +31,6 @@ from llmsignal.finetune.methods import Method, make_method
 from llmsignal.finetune.precision import Precision, resolve_precision
 from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.baselines import BASELINES
-from llmsignal.models.distribution import FORECAST_COLUMNS
 from llmsignal.models.entries import entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
 from llmsignal.models.registry import Entry
@@ -38,7 +38,6 @@ from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
 from llmsignal.tracking import Tracking
 
 DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
-BUDGETS = ("converged", "steps")
 # --budget converged: each method's learning rate times these, early stopping on the validation loss
 # (a 50-step probe picked LoRA's 3x rate on a planted AR(1), which led at step 50 and was worse from step 100 on)
 SEARCH = {"lr_factors": (1.0, 3.0), "probe_steps": 100, "eval_every": 25, "patience": 3, "steps": 1000,
@@ -128,6 +127,7 @@ class Forecaster:
     kind: str
     forecasts: pd.DataFrame
     cost: dict = field(default_factory=dict)
+    trained_now: bool = False  # trained by this run, not taken from the registry
     losses: list[float] = field(default_factory=list)  # the training loss per step (first split's entry)
     race: list[dict] = field(default_factory=list)  # the learning rates its search tried (first split's entry)
 
@@ -137,8 +137,11 @@ def run(config: RunConfig) -> pd.DataFrame:
     methods = [make_method(m, **config.method_params.get(m, {})) for m in config.methods]
     # refuse before any training, not when the first predictor is built after it
     check_forecasts_per_pass(config.prediction_options()["forecasts_per_pass"], config.context)
-    if config.number_format().name != config.precision != "auto":
-        print(f"llmsignal: warning: {config.number_format().note}", file=sys.stderr)
+    chosen = config.number_format()
+    if chosen.name != config.precision != "auto":
+        print(f"llmsignal: warning: {chosen.note}", file=sys.stderr)
+    elif chosen.timings:
+        print(f"llmsignal: {chosen.name}, {chosen.note}", file=sys.stderr)
     timings = Timings()
     with timings.stage("data"):
         bars = load_bars(config.data)
@@ -158,28 +161,28 @@ def run(config: RunConfig) -> pd.DataFrame:
     forecasters += [Forecaster(name, "baseline", pd.concat([baseline(s) for s in splits]))
                     for name, baseline in BASELINES.items()]
     rows, equities = [], {}
-    scale = naive_scale(splits[0].train["close"])  # MASE's denominator: naive's error on the training bars
+    scale = mase_scale(bars["close"], test.index[0])
     with timings.stage("backtest"):
         for label, strategy, params in config.strategies:
             for forecaster in forecasters:
-                key = forecaster.name if len(config.strategies) == 1 else f"{forecaster.name}-{label}"
+                key = row_key(forecaster.name, label, len(config.strategies))
                 others = {f.name: f.forecasts for f in forecasters if f.kind == "llm" and f is not forecaster}
                 row, equities[key] = evaluate(forecaster.name, forecaster.kind, forecaster.forecasts, test,
                                               strategy, params, config.costs,
                                               others if issubclass(strategy, EnsembleStrategy) else None,
-                                              scale, calendar)
-                rows.append({**row, **forecaster.cost, "strategy": label, "key": key})
-                if forecaster.kind == "llm":
-                    _summary(rows[-1])
+                                              scale, calendar, label)
+                rows.append({**row, **forecaster.cost, "key": key})
         significance(rows, {f.name: f.forecasts for f in forecasters}, equities, calendar=calendar)
-    table = pd.DataFrame(rows).reindex(columns=[*COLUMNS, "entry", "key"])
+    table = table_of(rows)
     with timings.stage("backtest"):
-        folds = _per_fold(forecasters, splits, config, calendar) if len(splits) > 1 else None
+        folds = _per_fold(forecasters, splits, bars, config, calendar) if len(splits) > 1 else None
     with timings.stage("report"):
-        _write(config, table, equities, forecasters, splits, base, seen, folds, calendar)
-    (config.out / "timings.json").write_text(json.dumps(timings, indent=2))
+        outputs = _outputs(config, table, equities, forecasters, splits, base, seen, folds, calendar)
+        outputs.save(config.out)
+        write_report(config.out, outputs)
+    write_atomic(config.out / "timings.json", json.dumps(timings, indent=2))
     if config.track:
-        _track(config, table, forecasters, methods)
+        _track(config, outputs, forecasters, methods)
     return table.drop(columns="key")
 
 
@@ -214,11 +217,13 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
                "saved_mb": cost["saved_mb"].iloc[0],
                "predict_ms_per_bar": cost["predict_ms_per_bar"].mean(),
                "predict_ms_per_bar_merged": cost["predict_ms_per_bar_merged"].mean(),
-               "entry": ",".join(cost["entry"]), "trained_now": bool(cost["trained_now"].any())}
-    return Forecaster(method.name, "llm", pd.concat(forecasts), summary, losses[0], races[0])
+               "entry": ",".join(cost["entry"])}
+    trained_now = bool(cost["trained_now"].any())
+    _trained(method.name, summary, trained_now)
+    return Forecaster(method.name, "llm", pd.concat(forecasts), summary, trained_now, losses[0], races[0])
 
 
-def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunConfig,
+def _per_fold(forecasters: list[Forecaster], splits: list[Split], bars: pd.DataFrame, config: RunConfig,
               calendar: Calendar) -> pd.DataFrame:
     """Metrics of every forecaster on each walk-forward fold, under the first strategy."""
     _, strategy, params = config.strategies[0]
@@ -227,14 +232,14 @@ def _per_fold(forecasters: list[Forecaster], splits: list[Split], config: RunCon
         for forecaster in forecasters:
             forecasts = forecaster.forecasts.loc[split.test.index]
             row, _ = evaluate(forecaster.name, forecaster.kind, forecasts, split.test, strategy, params, config.costs,
-                              scale=naive_scale(split.train["close"]), calendar=calendar)
+                              scale=mase_scale(bars["close"], split.test.index[0]), calendar=calendar)
             rows.append({"fold": fold, "start": split.test.index[0], "end": split.test.index[-1], **row})
     return pd.DataFrame(rows)
 
 
-def _track(config: RunConfig, table: pd.DataFrame, forecasters: list[Forecaster], methods: list[Method]) -> None:
+def _track(config: RunConfig, outputs: RunOutputs, forecasters: list[Forecaster], methods: list[Method]) -> None:
     """The comparison as an MLflow parent run, each row (method x strategy) a child with its loss curve."""
-    settings = json.loads((config.out / "settings.json").read_text())
+    table = outputs.table
     train = config.train_config()
     budget = {"budget": config.budget, "steps": train.steps, "batch_size": train.batch_size, "seed": config.seed}
     hyper = {m.name: m.params for m in methods}  # the learning rate is a column: the search chose it
@@ -245,7 +250,7 @@ def _track(config: RunConfig, table: pd.DataFrame, forecasters: list[Forecaster]
                             **hyper.get(row["method"], {}), **budget,
                             **{f"strategy.{k}": v for k, v in strategy_params.get(row["strategy"], {}).items()}},
                  "tearsheet": config.out / "tearsheets" / f"{row['key']}.html"} for _, row in table.iterrows()]
-    config.track.log_comparison(config.out, table.drop(columns="key"), settings, children)
+    config.track.log_comparison(config.out, table.drop(columns="key"), outputs.settings, children)
 
 
 def _merged_latency(entry: Entry, split: Split, cache: Path, config: RunConfig) -> float:
@@ -269,19 +274,18 @@ def _threshold(config: RunConfig) -> float | None:
     return params.get("threshold_bps", dict(strategy.params._getitems()).get("threshold_bps"))
 
 
-def _summary(row: dict) -> None:
-    print(f"{row['method']:>10}: MAE/naive {row['relmae']:.3f}  direction {row['directional_accuracy']:.1%}  "
-          f"Sharpe {row['sharpe']:+.2f}  return {row['total_return']:+.2%}  trades {row['trades']}  "
-          f"{row['trainable_params']:,} trainable  lr {row['lr']}  {row['steps_used']:.0f} steps  "
-          f"{row['train_seconds']:.0f}s"
-          f"{'' if row['trained_now'] else ' (from registry)'}", file=sys.stderr)
+def _trained(name: str, summary: dict, trained_now: bool) -> None:
+    """One line per method as soon as its training and forecasts are done (stderr: progress, not the answer)."""
+    steps = "" if pd.isna(summary["steps_used"]) else f"  {summary['steps_used']:.0f} steps"
+    print(f"{name:>10}: {summary['trainable_params']:,} trainable  lr {summary['lr']}{steps}  "
+          f"{summary['train_seconds']:.0f}s  val loss {summary['val_loss']:.4f}"
+          f"{'' if trained_now else '  (from the registry)'}", file=sys.stderr)
 
 
-def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: list[Forecaster],
-           splits: list[Split], base: Base, warnings: list[str], folds: pd.DataFrame | None,
-           calendar: Calendar) -> None:
-    out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+def _outputs(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: list[Forecaster],
+             splits: list[Split], base: Base, warnings: list[str], folds: pd.DataFrame | None,
+             calendar: Calendar) -> RunOutputs:
+    """What the run writes: its table and what its page is drawn from."""
     train = config.train_config()
     settings = {"data": config.data or "EURUSD H1 (backtesting package)",
                 **{f"{k} split": " → ".join(v) for k, v in splits[0].dates().items()},
@@ -293,25 +297,12 @@ def _write(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: 
                 "budget": config.describe_budget(), "batch size": train.batch_size, "seed": config.seed,
                 "precision": config.number_format().describe(),
                 "forecasts": _forecast_setting(config),
-                THRESHOLD_SETTING: _threshold(config),
                 "trading periods": ("each bar" if calendar.per_bar else
                                     f"days ending {calendar.day_end} {calendar.timezone}")
                 + f", {calendar.periods_per_year} a year (Sharpe ratios, tearsheets, folds)",
                 **{f"cost: {k}": v for k, v in config.costs.describe().items()}}
-    if folds is not None:
-        folds.to_csv(out / "folds.csv", index=False)
     close = pd.concat([s.test for s in splits])["close"]
-    benchmark = config.costs.cash * close / close.iloc[0]
-    table.drop(columns="key").to_csv(out / "comparison.csv", index=False)
-    pd.DataFrame({**equities, BENCHMARK: benchmark}).rename_axis("timestamp").to_csv(out / "equity.csv")
-    (out / "settings.json").write_text(json.dumps({**settings, "warnings": warnings}, indent=2, default=str))
-    frame = pd.concat([f.forecasts.assign(method=f.name) for f in forecasters])
-    frame.index.name = "timestamp"
-    frame.reset_index()[["timestamp", "method", *FORECAST_COLUMNS]].to_csv(out / "predictions.csv", index=False)
-    forecasts = {f.name: f.forecasts for f in forecasters}
-    losses = {f.name: f.losses for f in forecasters if f.losses}
-    (out / "losses.json").write_text(json.dumps(losses))
-    race = {f.name: f.race for f in forecasters if f.race}
-    (out / "race.json").write_text(json.dumps(race))
-    write_report(out, table, equities, benchmark, forecasts, settings, warnings,
-                 pretraining_question(table, forecasts), folds, calendar, losses, _threshold(config), race)
+    return RunOutputs(table=table, equities=equities, benchmark=config.costs.cash * close / close.iloc[0],
+                      forecasts={f.name: f.forecasts for f in forecasters}, settings=settings, warnings=warnings,
+                      calendar=calendar, folds=folds, losses={f.name: f.losses for f in forecasters if f.losses},
+                      race={f.name: f.race for f in forecasters if f.race}, threshold_bps=_threshold(config))

@@ -43,7 +43,6 @@ import socket
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -54,18 +53,22 @@ import numpy as np
 import pandas as pd
 
 from llmsignal.backtests.report import render, template
+from llmsignal.backtests.results import RunOutputs, strict_json, sweep_metrics, write_atomic
 
 DEFAULT_DATA = "EURUSD"
 KEYS = ("methods", "seeds", "params", "data", "strategies", "base", "budget")
 BUDGET_KEYS = ("steps", "batch_size", "quick", "policy")
-METRICS = ["mse", "mae", "relmae", "mase", "directional_accuracy", "sharpe", "total_return", "max_drawdown", "trades",
-           "commission", "swap", "trainable_params", "train_seconds", "peak_memory_mb", "saved_mb",
-           "predict_ms_per_bar", "dm_pvalue", "verdict"]
 # per-period (daily) moments of each backtest's returns: what the deflated Sharpe ratio needs, kept in sweep.csv so
 # that the summary can be recomputed from the table alone
 RETURN_STATS = ["daily_sharpe", "daily_obs", "daily_skew", "daily_kurtosis"]
-COLUMNS = ["trial", "method", "seed", "params", "data", "strategy", "status", "error", *METRICS, *RETURN_STATS,
-           "entry", "seconds"]
+TRIAL_COLUMNS = ["trial", "method", "seed", "params", "data", "strategy", "status", "error"]
+
+
+def columns() -> list[str]:
+    """sweep.csv's columns: the trial, the metrics that sweeps keep (``results.METRICS``), the return moments."""
+    return [*TRIAL_COLUMNS, *sweep_metrics(), *RETURN_STATS, "entry", "seconds"]
+
+
 SUMMARY_METRICS = ["mse", "mase", "sharpe"]
 RESULT = "result.json"
 
@@ -123,23 +126,19 @@ def data_label(data: str) -> str:
 
 def load_grid(path: str | Path) -> Grid:
     """Read a YAML or JSON sweep config; relative paths in it are taken from the config's folder."""
+    from llmsignal.config_file import parse_yaml, read_config_text
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise SweepError(f"{path}: cannot read the sweep config ({err.strerror})") from None
+    # bounded in size and alias expansion; UTF-8, or UTF-16/32 with a byte-order mark, as run --config
+    text = read_config_text(path, SweepError, " the sweep config")
     if path.suffix.lower() == ".json":
         try:
             raw = json.loads(text)
-        except ValueError as err:
-            raise SweepError(f"{path}: not valid JSON ({err})") from None
+        except (ValueError, RecursionError) as err:
+            raise SweepError(f"{path}: not valid JSON ({' '.join(str(err).split())[:300] or 'nested too deeply'})") \
+                from None
     else:
-        import yaml
-
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise SweepError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        raw = parse_yaml(text, path, SweepError)
     return grid_from_dict(raw, path.resolve().parent)
 
 
@@ -259,17 +258,23 @@ def _budget(raw: Any) -> dict[str, Any]:
     unknown = sorted(set(raw) - set(BUDGET_KEYS))
     if unknown:
         raise SweepError(f"budget: unknown key(s) {', '.join(unknown)}; known: {', '.join(BUDGET_KEYS)}")
+    import argparse
+
+    from llmsignal.cli_args import positive_int
+
     budget = {}
-    if raw.get("steps") is not None:
-        budget["steps"] = _integer(raw["steps"], "budget.steps")
-    if "batch_size" in raw:
-        budget["batch_size"] = _integer(raw["batch_size"], "budget.batch_size")
+    for key in ("steps", "batch_size"):  # by the rules of run's --steps: a whole number of at least 1
+        if raw.get(key) is not None or (key == "batch_size" and key in raw):
+            try:
+                budget[key] = positive_int(str(raw[key]))
+            except argparse.ArgumentTypeError as err:
+                raise SweepError(f"budget.{key}: {err}") from None
     if "quick" in raw:
         if not isinstance(raw["quick"], bool):
             raise SweepError(f"budget.quick: expected true or false, got {raw['quick']!r}")
         budget["quick"] = raw["quick"]
     if "policy" in raw:
-        from llmsignal.run import BUDGETS
+        from llmsignal.cli_args import BUDGETS
 
         if raw["policy"] not in BUDGETS:
             raise SweepError(f"budget.policy: expected one of {', '.join(BUDGETS)}, got {raw['policy']!r}")
@@ -321,28 +326,15 @@ def run_trial(trial: Trial, out: Path, registry: Path) -> dict[str, Any]:
 
 def trial_rows(trial: Trial, folder: Path, registry: Path) -> list[dict[str, Any]]:
     """The trial's run: one row of metrics per strategy (the baselines' rows stay in its comparison.csv)."""
+    from llmsignal.backtests.metrics import period_returns
     from llmsignal.run import run
 
-    config = trial.run_config(folder, registry)
-    table = run(config)
-    tuned = table[table["kind"] == "llm"]
-    stats = _return_stats(folder, trial.method, [label for label, _, _ in config.strategies])
-    return [{"strategy": row["strategy"], **{m: _plain(row.get(m)) for m in METRICS}, **stats[row["strategy"]],
-             "entry": row["entry"]} for _, row in tuned.iterrows()]
-
-
-def _return_stats(folder: Path, method: str, labels: list[str]) -> dict[str, dict[str, float]]:
-    """Per-period return moments of each strategy's backtest, from the equity curves the run saved in equity.csv.
-
-    The periods are the run's (``Calendar.for_bars``); the run names a column by the method alone when there
-    is one strategy, else ``method-strategy``.
-    """
-    from llmsignal.backtests.metrics import Calendar, period_returns
-
-    equity = pd.read_csv(folder / "equity.csv", index_col=0, parse_dates=[0])
-    calendar = Calendar.for_bars(equity.index)
-    keys = {label: method if len(labels) == 1 else f"{method}-{label}" for label in labels}
-    return {label: return_moments(period_returns(equity[key].dropna(), calendar)) for label, key in keys.items()}
+    run(trial.run_config(folder, registry))
+    outputs = RunOutputs.load(folder)
+    tuned = outputs.table[outputs.table["kind"] == "llm"]
+    return [{"strategy": row["strategy"], **{m: _plain(row.get(m)) for m in sweep_metrics()},
+             **return_moments(period_returns(outputs.equities[row["key"]], outputs.calendar)), "entry": row["entry"]}
+            for _, row in tuned.iterrows()]
 
 
 def return_moments(returns: Iterable[float]) -> dict[str, float]:
@@ -376,24 +368,8 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Temp file in the same folder, then one rename: a reader (or a resumed sweep) never sees half a file.
-
-    The temp name is unique per process (workers on several hosts may share the folder), and ``open`` keeps the
-    umask's permissions, which ``mkstemp``'s 0600 would not: other users of a shared mount read the results.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_result(folder: Path, result: dict[str, Any]) -> None:
-    _write_atomic(Path(folder) / RESULT, json.dumps(result, indent=2, default=str, allow_nan=True))
+    write_atomic(Path(folder) / RESULT, strict_json(result))
 
 
 def read_result(folder: Path) -> dict[str, Any] | None:
@@ -531,7 +507,7 @@ class _Progress:
 # --- results and summary (pure functions of the results table) ----------------------------------------------------
 
 def results_table(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
-    """One row per trial and strategy, in ``COLUMNS``; a failed trial has a row per strategy without metrics."""
+    """One row per trial and strategy, in ``columns()``; a failed trial has a row per strategy without metrics."""
     records = []
     for result in results:
         trial = result["trial"]
@@ -540,7 +516,7 @@ def results_table(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
                   "status": result["status"], "error": result["error"], "seconds": result["seconds"]}
         rows = result["rows"] or [{"strategy": s["label"]} for s in trial["strategies"]]
         records += [{**common, **row} for row in rows]
-    table = pd.DataFrame(records).reindex(columns=COLUMNS)
+    table = pd.DataFrame(records).reindex(columns=columns())
     return table.sort_values(["data", "method", "params", "seed", "strategy"], kind="stable", ignore_index=True)
 
 
@@ -635,6 +611,6 @@ def write_outputs(out: Path, results: list[dict[str, Any]]) -> tuple[pd.DataFram
     """Write ``out/sweep.csv`` and ``out/sweep.html``; returns the table and its summary."""
     table = results_table(results)
     summary = summarise(table)
-    _write_atomic(Path(out) / "sweep.csv", table.to_csv(index=False))
-    _write_atomic(Path(out) / "sweep.html", sweep_html(table, summary))
+    write_atomic(Path(out) / "sweep.csv", table.to_csv(index=False))
+    write_atomic(Path(out) / "sweep.html", sweep_html(table, summary))
     return table, summary

@@ -18,9 +18,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 ENV = "LLMSIGNAL_TRACKING_URI"
 DEFAULT_URI = "./mlruns"
@@ -96,6 +97,8 @@ def _key(name: object) -> str:
 
 def _numbers(row: dict) -> dict[str, float]:
     """The finite numbers of a row (booleans as 0/1): what MLflow takes as metrics."""
+    import numpy as np
+
     numbers = {}
     for key, value in row.items():
         if isinstance(value, bool | np.bool_) or isinstance(value, int | float | np.number) and math.isfinite(value):

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 import torch
 from transformers import GPT2LMHeadModel
 
+from benchmarks.synthetic import synthetic_bars
 from llmsignal.finetune.base import embedded_config, embedded_tokenizer
 
 # one thread: tiny models gain nothing from two, and it keeps tests steady on a busy machine
 torch.set_num_threads(1)
-
-
-def synthetic_bars(n: int = 600, seed: int = 1, start: str = "2020-01-01") -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    close = 1.1 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
-    open_ = np.r_[close[0], close[:-1]]
-    index = pd.date_range(start, periods=n, freq="h", name="Date")
-    return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.0005,
-                         "Low": np.minimum(open_, close) * 0.9995, "Close": close,
-                         "Volume": rng.integers(100, 1000, n)}, index=index)
 
 
 @pytest.fixture(scope="session")

@@ -42,8 +42,9 @@ def test_run_writes_the_output_contract(quick_run):
     assert table.set_index("method").loc["naive", "relmae"] == pytest.approx(1.0)
     assert table["mase"].notna().all()  # Hyndman's, scaled by the naive MAE on the training bars
     predictions = pd.read_csv(out / "predictions.csv")
-    assert list(predictions.columns) == ["timestamp", "method", "close", "forecast", "p_up", "sigma", "q05", "q25",
-                                         "q50", "q75", "q95"]
+    assert list(predictions.columns[:11]) == ["timestamp", "method", "close", "forecast", "p_up", "sigma", "q05",
+                                              "q25", "q50", "q75", "q95"]
+    assert list(predictions.columns[11:13]) == ["bin_step", "bin00"]  # the distribution, for exact rescoring
     quantiles = predictions[["q05", "q25", "q50", "q75", "q95"]].to_numpy()
     assert (predictions["sigma"] > 0).all() and (np.diff(quantiles, axis=1) > 0).all()
     assert predictions.groupby("method").size().nunique() == 1
@@ -58,14 +59,14 @@ def test_run_writes_the_output_contract(quick_run):
 def test_stages_run_alone_from_the_cli(quick_run, tmp_path, capsys):
     _, folder, data = quick_run
     preds = tmp_path / "lora.csv"
-    quick_windows = json.loads((folder / "out" / "settings.json").read_text())["forecasts"].split()[0]
+    quick_windows = json.loads((folder / "out" / "settings.json").read_text())["settings"]["forecasts"].split()[0]
     assert quick_windows == "16"  # --quick shares windows; the stage alone must be asked for the same
     assert main(["predict", "--entry", "bars-lora", "--registry", str(folder / "reg"), "--data", str(data),
                  "--out", str(preds), "--forecasts-per-pass", quick_windows]) == 0
     frame = pd.read_csv(preds, index_col=0, parse_dates=[0])
     run_preds = pd.read_csv(folder / "out" / "predictions.csv", parse_dates=["timestamp"])
     lora = run_preds[run_preds["method"] == "lora"].set_index("timestamp")
-    assert list(frame.columns) == ["close", "forecast", "p_up", "sigma", "q05", "q25", "q50", "q75", "q95"]
+    assert list(frame.columns[:9]) == ["close", "forecast", "p_up", "sigma", "q05", "q25", "q50", "q75", "q95"]
     pd.testing.assert_frame_equal(frame, lora.drop(columns="method"), check_names=False, check_freq=False)
     assert main(["backtest", "--predictions", str(preds), "--data", str(data), "--out", str(tmp_path / "bt")]) == 0
     metrics = json.loads((tmp_path / "bt" / "metrics.json").read_text())
@@ -82,7 +83,7 @@ def test_faster_prediction_options_reuse_the_entry_and_are_recorded(quick_run, t
     table = pd.read_csv(out / "comparison.csv").set_index("method")
     exact = pd.read_csv(folder / "out" / "comparison.csv").set_index("method")
     assert table.loc["lora", "entry"] == exact.loc["lora", "entry"]  # the same tuned weights, not retrained
-    settings = json.loads((out / "settings.json").read_text())
+    settings = json.loads((out / "settings.json").read_text())["settings"]
     assert settings["forecasts"].startswith("4 bars share a window") and "bfloat16" in settings["forecasts"]
     fast = pd.read_csv(out / "predictions.csv").query("method == 'lora'")["forecast"].to_numpy()
     slow = pd.read_csv(folder / "out" / "predictions.csv").query("method == 'lora'")["forecast"].to_numpy()
@@ -231,3 +232,96 @@ def test_an_old_predictions_file_backtests_and_a_strategy_that_needs_sigma_says_
     assert main(["backtest", "--predictions", str(tmp_path / "new.csv"), "--data", str(data), "--out",
                  str(tmp_path / "vt"), "--strategy", "VolatilityTargetStrategy"]) == 0
 
+
+
+def _strict(path):
+    """A JSON file read by a parser that refuses NaN and infinities, as JavaScript's does."""
+    def refuse(constant):
+        raise ValueError(f"{path}: bare {constant}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@pytest.mark.parametrize("method", ["lora", "garch"])
+def test_backtest_of_a_runs_predictions_reproduces_its_row(quick_run, tmp_path, method):
+    _, folder, data = quick_run
+    out = tmp_path / "bt"
+    assert main(["backtest", "--predictions", str(folder / "out" / "predictions.csv"), "--method", method,
+                 "--data", str(data), "--out", str(out)]) == 0
+    row = pd.read_csv(folder / "out" / "comparison.csv").set_index("method").loc[method]
+    metrics = _strict(out / "metrics.json")
+    for name in ("mse", "mase", "directional_accuracy", "log_score", "crps", "coverage_90", "qlike", "sharpe",
+                 "total_return", "max_drawdown", "trades", "commission", "swap"):
+        assert metrics[name] == pytest.approx(row[name], rel=1e-12, abs=1e-15), name
+    assert metrics["strategy"] == row["strategy"] == "ThresholdStrategy"
+    assert f"{method} (ThresholdStrategy)" in (out / "tearsheet.html").read_text()
+
+
+def test_backtest_trades_one_strategy_and_says_so(quick_run, tmp_path, capsys):
+    _, folder, data = quick_run
+    code = main(["backtest", "--predictions", str(folder / "out" / "predictions.csv"), "--method", "lora",
+                 "--data", str(data), "--out", str(tmp_path / "bt"), "--strategy", "ThresholdStrategy",
+                 "--strategy", "ProbabilityStrategy"])
+    assert code == 2
+    assert "--strategy given 2 times" in capsys.readouterr().err
+    assert not (tmp_path / "bt").exists()
+
+
+def test_a_metric_declared_once_appears_in_every_output(quick_run, tiny_base, tmp_path, monkeypatch):
+    from llmsignal import sweep
+    from llmsignal.backtests import results
+
+    _, folder, data = quick_run
+    dummy = results.Metric("bars_scored", "higher", sweep=True, compute=lambda predictions, backtest: len(predictions))
+    monkeypatch.setattr(results, "METRICS", [*results.METRICS, dummy])
+    out = tmp_path / "out"  # the quick run's registry: its entries and forecasts are reused, nothing trains
+    assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
+                 "--out", str(out), "--methods", "full,lora,adapter"]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    assert (table["bars_scored"] > 0).all()
+    assert ">bars_scored</th>" in (out / "comparison.html").read_text()
+    assert main(["compare", str(out), str(folder / "out"), "--out", str(tmp_path / "both")]) == 0
+    assert "bars_scored" in pd.read_csv(tmp_path / "both" / "comparison.csv").columns
+    assert main(["backtest", "--predictions", str(out / "predictions.csv"), "--method", "lora", "--data", str(data),
+                 "--out", str(tmp_path / "bt")]) == 0
+    assert _strict(tmp_path / "bt" / "metrics.json")["bars_scored"] == table.set_index("method").loc["lora",
+                                                                                                   "bars_scored"]
+    assert "bars_scored" in sweep.columns()
+    rows = sweep.trial_rows(sweep.Trial("lora", 0, {}, str(data), [{"label": "ThresholdStrategy",
+                                                                   "spec": "ThresholdStrategy", "params": {}}],
+                                        tiny_base, {"quick": True}), tmp_path / "trial", folder / "reg")
+    assert rows[0]["bars_scored"] > 0
+
+
+def test_compare_of_two_runs_says_what_its_table_shows(quick_run, tiny_base, tmp_path, capsys):
+    import re
+
+    from llmsignal.backtests.significance import holm
+
+    _, folder, data = quick_run
+    other = tmp_path / "contrarian"  # the same models under another strategy: entries and forecasts are reused
+    assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
+                 "--out", str(other), "--methods", "full,lora,adapter", "--strategy", "ProbabilityStrategy"]) == 0
+    answer = capsys.readouterr().out.splitlines()  # the terminal's answer: the headline, the rows that matter
+    assert len(answer) <= 15 and answer[0].startswith(("None beats the baselines", "Use "))
+    assert [line.split()[0] for line in answer if line.split()[:1] in (["full"], ["lora"], ["naive"])] == \
+        ["full", "lora", "naive"]
+    both = tmp_path / "both"
+    assert main(["compare", str(folder / "out"), str(other), "--out", str(both)]) == 0
+    table = pd.read_csv(both / "comparison.csv")
+    assert len(table) == 2 * len(pd.read_csv(other / "comparison.csv"))
+    methods = table.drop_duplicates("method")
+    tested = methods[methods["dm_pvalue"].notna()]
+    assert len(tested) == len(methods) - 1  # every forecaster of both runs, against one reference
+    assert np.allclose(tested["dm_holm"], holm(list(tested["dm_pvalue"])))
+    traded = table[table["sharpe_pvalue"].notna()]
+    assert traded["method"].str.startswith("contrarian/").any() and traded["method"].str.startswith("out/").any()
+    assert np.allclose(traded["sharpe_holm"], holm(list(traded["sharpe_pvalue"])))
+    page = (both / "comparison.html").read_text()
+    counted = re.search(r"(\d+) of (\d+) forecasters are in the confidence set of the most accurate, (\S+) (\w+)",
+                        page)
+    if counted:  # the headline when no method beats the reference
+        in_set, shown, reference, said = counted.groups()
+        assert (int(in_set), int(shown)) == (int(methods["in_mcs"].sum()), len(methods))
+        assert said == ("among" if methods.set_index("method").loc[reference, "in_mcs"] else "not")
+    assert f"after correcting for {int((methods['kind'] == 'llm').sum())} methods" in page or not counted
+    assert page.count("recomputed across all") == 1

@@ -83,3 +83,11 @@ def test_the_old_top_level_names_are_not_installed(name, tmp_path):
     probe = subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, capture_output=True, text=True,
                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     assert probe.returncode != 0 and f"No module named '{name}'" in probe.stderr
+
+
+def test_the_command_line_starts_without_the_ml_libraries():
+    """`llmsignal --help` answers at once: torch, transformers and pandas load where a command uses them."""
+    probe = subprocess.run([sys.executable, "-c", "import sys, llmsignal.cli; print(sorted({'torch', 'pandas', "
+                            "'transformers', 'peft', 'backtrader', 'matplotlib'} & set(sys.modules)))"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr

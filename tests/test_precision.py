@@ -33,10 +33,30 @@ def test_bfloat16_falls_back_to_float32_on_a_cpu_without_it_and_says_why(cpu_wit
     assert resolve_precision("auto", CPU).name == "float32"
 
 
-def test_auto_picks_bfloat16_where_the_cpu_computes_it(cpu_with_amx):
-    assert resolve_precision("auto", CPU).name == "bfloat16"
+@pytest.mark.parametrize("float32_ms, bfloat16_ms, chosen", [(30.0, 12.0, "bfloat16"), (30.0, 42.0, "float32")])
+def test_auto_takes_the_format_measured_faster_on_this_cpu_and_remembers(cpu_with_amx, monkeypatch, tmp_path,
+                                                                         float32_ms, bfloat16_ms, chosen):
+    monkeypatch.setenv("LLMSIGNAL_CACHE", str(tmp_path))
+    precision.measured_speeds.cache_clear()
+    probed = []
+
+    def clock(name):
+        probed.append(name)
+        return {"float32": float32_ms, "bfloat16": bfloat16_ms}[name]
+
+    monkeypatch.setattr(precision, "_step_and_forecast_ms", clock)
+    picked = resolve_precision("auto", CPU)
+    assert picked.name == chosen and picked.timings == {"float32": float32_ms, "bfloat16": bfloat16_ms}
+    assert f"{float32_ms:.1f} ms in float32 and {bfloat16_ms:.1f} ms in bfloat16" in picked.note
+    precision.measured_speeds.cache_clear()  # a new process: the file answers, nothing is timed again
+    assert resolve_precision("auto", CPU).name == chosen and len(probed) == 2
     assert resolve_precision("bfloat16", CPU).name == "bfloat16"
     assert resolve_precision("float32", CPU).name == "float32"
+    precision.measured_speeds.cache_clear()
+
+
+def test_the_probe_times_both_formats_for_real():
+    assert precision._step_and_forecast_ms("float32", repeats=1) > 0
 
 
 def test_auto_keeps_float32_on_a_gpu_where_bfloat16_was_measured_slower(monkeypatch):

@@ -143,7 +143,7 @@ def test_the_page_names_the_budget_and_shows_the_race(budget, bars_file, tmp_pat
     config = RunConfig(data=str(bars_file), methods=["lora", "adapter"], base=tiny_base, quick=True, budget=budget,
                        context=TINY_CONTEXT, registry=tmp_path / "reg", out=tmp_path / "out")
     table = run(config).set_index("method")
-    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())["settings"]
     page = (tmp_path / "out" / "comparison.html").read_text()
     assert settings["budget"].startswith(budget)
     assert {"lr", "steps_used", "best_step"} <= set(table.columns)

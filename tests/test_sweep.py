@@ -112,7 +112,7 @@ def known_results():
 
 def test_results_table_has_a_row_per_trial_and_strategy(known_results):
     table = sweep.results_table(known_results)
-    assert list(table.columns) == sweep.COLUMNS
+    assert list(table.columns) == sweep.columns()
     assert len(table) == 6 and table["trial"].is_unique
     failed = table[table["status"] == "failed"].iloc[0]
     assert failed["strategy"] == "T" and "nope" in failed["error"] and math.isnan(failed["mase"])
