@@ -22,10 +22,20 @@ import numpy as np
 import pandas as pd
 import peft
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from llmsignal.finetune.bars import DataError, Split
-from llmsignal.finetune.base import Base, load_base
+from llmsignal.finetune.base import (
+    MAX_CONFIG_SIZES,
+    Base,
+    BaseModelError,
+    check_model_files,
+    load_base,
+    local_config,
+    read_json_object,
+    safetensors_header,
+)
 from llmsignal.finetune.codec import PriceCodec, TokenTable
 from llmsignal.finetune.methods import (
     Method,
@@ -41,6 +51,15 @@ from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.registry import Entry, Registry, RegistryError, check_name
 
 WEIGHTS = "weights.safetensors"  # the trained tensors of methods that are not a peft or whole-model folder
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter_model.safetensors"  # what peft reads
+# keys of adapter_config.json that say where it was saved, not what peft builds
+PEFT_FREE_KEYS = {"base_model_name_or_path", "revision", "inference_mode", "peft_version"}
+# keys peft fills in from the base model for prefix and prompt tuning: they size the virtual-token embedding
+PEFT_BASE_KEYS = {"token_dim": "n_embd", "num_layers": "n_layer", "num_attention_heads": "n_head"}
+# a whole-model entry: config, safetensors weights, tokenizer files (never pickles: *.bin, *.pt)
+WHOLE_MODEL_SUFFIXES = (".json", ".safetensors", ".txt", ".jinja")
+SET_KEYS = ("target_modules", "feedforward_modules", "modules_to_save", "exclude_modules")
+ARCHITECTURE_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_positions", "vocab_size", "n_inner")
 ENTRY_FORMAT = 2  # 1: llmsignal 0.1, the adapters library's layout
 
 
@@ -107,9 +126,134 @@ def _dict(meta: dict, key: str) -> dict:
     return value
 
 
+def check_entry_files(meta: dict, folder: Path, base_config: dict | None = None) -> None:
+    """Raise ``RegistryError`` unless every file the loader reads in ``folder`` agrees with ``meta`` and the base.
+
+    peft builds the model from adapter_config.json, not from metadata.json: its every key that shapes the model
+    must be what the metadata's method and hyper-parameters give (r, target modules, rank patterns, virtual
+    tokens ...), and the saved tensors must have those sizes, so that loading allocates no more than the bytes in
+    the entry. Safetensors headers are checked against the files' lengths, whole-model configs against GPT-2's
+    sizes and the base's architecture (``base_config``: the base's config.json, when it is on this machine).
+    """
+    method, _ = check_entry_metadata(meta)
+    files = _dict(meta, "files")
+    try:
+        headers = {name: safetensors_header(folder / name) for name in files if name.endswith(".safetensors")}
+        if method.peft_config is not None:
+            _expect_files(method, files, {ADAPTER_CONFIG, ADAPTER_WEIGHTS})
+            _check_adapter(method, read_json_object(folder / ADAPTER_CONFIG), headers[ADAPTER_WEIGHTS],
+                           folder / ADAPTER_CONFIG, base_config)
+        elif method.saves_whole_model:
+            strange = sorted(name for name in files if not name.endswith(WHOLE_MODEL_SUFFIXES))
+            if strange or not {"config.json", "model.safetensors"} <= set(files):
+                raise RegistryError(f"a {method.name} entry is a Hugging Face model folder (config.json, "
+                                    f"model.safetensors, tokenizer files), not {', '.join(sorted(files))}")
+            for name in files:
+                if name.endswith(".json"):
+                    read_json_object(folder / name)
+            check_model_files(str(folder))  # no custom code; GPT-2 sizes
+            config = read_json_object(folder / "config.json")
+            if base_config is not None:
+                for key in ARCHITECTURE_KEYS:
+                    if config.get(key) != base_config.get(key):
+                        raise RegistryError(f"{folder / 'config.json'}: {key} {config.get(key)!r} is not the base's "
+                                            f"{base_config.get(key)!r} ({meta.get('base')})")
+        elif method.trainable:
+            _expect_files(method, files, {WEIGHTS})
+    except BaseModelError as err:
+        raise RegistryError(str(err)) from None
+
+
+def _expect_files(method: Method, files: dict, expected: set[str]) -> None:
+    if set(files) != expected:
+        raise RegistryError(f"a {method.name} entry holds {', '.join(sorted(expected))}, not "
+                            f"{', '.join(sorted(files)) or 'no files'}")
+
+
+def _plain(value: object) -> object:
+    """A config value as JSON has it: sets as sorted lists, enums as their strings."""
+    if isinstance(value, set | frozenset):
+        return sorted((_plain(v) for v in value), key=repr)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if hasattr(value, "value") and isinstance(value, str):  # a str enum (PeftType, TaskType)
+        return str(value.value)
+    return value
+
+
+def _check_adapter(method: Method, config: dict, tensors: dict[str, tuple[str, list[int]]], path: Path,
+                   base_config: dict | None) -> None:
+    """adapter_config.json builds what the metadata's method builds, and its tensors have the sizes it says."""
+    expected = method.peft_config(**method.params)
+    want, defaults = _plain(expected.to_dict()), _plain(type(expected)().to_dict())
+    for key, value in sorted(want.items(), key=lambda item: item[0] != "peft_type"):  # it picks the class: first
+        if key in PEFT_FREE_KEYS or key in PEFT_BASE_KEYS or key == "num_transformer_submodules":
+            continue
+        # peft's default when it is absent; but peft_type picks the config class, so it must be there
+        got = _plain(config[key]) if key in config else None if key == "peft_type" else defaults.get(key)
+        if isinstance(got, list) and isinstance(value, list) and key in SET_KEYS:  # sets in peft, lists in JSON
+            got, value = sorted(got, key=repr), sorted(value, key=repr)
+        if got != value:
+            params = ", ".join(f"{k}={v}" for k, v in method.params.items()) or "its defaults"
+            raise RegistryError(f"{path}: {key} is {_short(got)} where the metadata's {method.name} ({params}) "
+                                f"gives {_short(value)}")
+    if config.get("num_transformer_submodules") not in (None, 1):
+        raise RegistryError(f"{path}: num_transformer_submodules {_short(config['num_transformer_submodules'])} "
+                            "is not 1 (GPT-2 is one decoder)")
+    for key, base_key in PEFT_BASE_KEYS.items():
+        value = config.get(key)
+        if value is None:
+            continue
+        limit = MAX_CONFIG_SIZES[base_key]
+        if base_config is not None and value != base_config.get(base_key):
+            raise RegistryError(f"{path}: {key} {_short(value)} is not the base's {base_key} "
+                                f"{base_config.get(base_key)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise RegistryError(f"{path}: {key} {_short(value)} is not a whole number from 1 to {limit}")
+    _check_adapter_tensors(method, {**defaults, **config}, tensors, path.with_name(ADAPTER_WEIGHTS))  # as peft reads
+
+
+def _check_adapter_tensors(method: Method, config: dict, tensors: dict[str, tuple[str, list[int]]],
+                           path: Path) -> None:
+    """The sizes peft allocates from the config are the sizes of the saved tensors (bounded by the file)."""
+    if not tensors:
+        raise RegistryError(f"{path}: holds no tensors")
+    if method.name == "lora":
+        r = config.get("r")
+        for name, (_, shape) in tensors.items():
+            rank = shape[0] if ".lora_A." in name else shape[-1] if ".lora_B." in name else None
+            if len(shape) != 2 or rank != r:
+                raise RegistryError(f"{path}: tensor {name[:80]!r} of shape {shape} is not a rank-{r} LoRA matrix")
+    elif method.name in ("prefix", "prompt"):
+        virtual, width = config.get("num_virtual_tokens"), config.get("token_dim")
+        if not isinstance(width, int) or isinstance(width, bool):
+            raise RegistryError(f"{path.with_name(ADAPTER_CONFIG)}: no token_dim")
+        if method.name == "prefix":
+            width *= 2 * (config.get("num_layers") or 0)  # keys and values of every layer, as saved
+        if set(tensors) != {"prompt_embeddings"} or tensors["prompt_embeddings"][1] != [virtual, width]:
+            raise RegistryError(f"{path}: holds {_short({k: v[1] for k, v in tensors.items()})}, not the "
+                                f"prompt_embeddings of shape {[virtual, width]} its config gives")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def _base_config(meta: dict) -> dict | None:
+    """The entry's base's config.json when it is on this machine (read, not loaded); None otherwise."""
+    try:
+        return local_config(str(meta.get("base")))
+    except BaseModelError:
+        return None
+
+
 def entry_registry(root: str | Path) -> Registry:
     """The registry at ``root``, refusing imports of entries that cannot be served and listing them as invalid."""
-    return Registry(root, check=check_entry_metadata)
+    return Registry(root, check=check_entry_metadata,
+                    check_files=lambda meta, folder: check_entry_files(meta, folder, _base_config(meta)))
 
 
 def train_entry(split: Split, base: Base, method: Method, registry: Registry, name: str, config: TrainConfig,
@@ -192,6 +336,10 @@ def load_entry_model(entry: Entry, merge: bool = False) -> tuple[torch.nn.Module
         method, codec = check_entry_metadata(meta)
     except RegistryError as err:
         raise RegistryError(f"entry {entry.ref}: {err}") from None
+    try:
+        check_entry_files(meta, entry.path, _base_config(meta))  # before anything is allocated
+    except RegistryError as err:
+        raise RegistryError(f"entry {entry.ref}: {err}") from None
     if method.saves_whole_model:
         whole = load_base(str(entry.path))
         return whole.model, whole.tokenizer, codec
@@ -199,10 +347,26 @@ def load_entry_model(entry: Entry, merge: bool = False) -> tuple[torch.nn.Module
     if base.fingerprint != meta["base_fingerprint"]:
         raise RegistryError(f"entry {entry.ref} was tuned on a different {meta['base']!r} base "
                             f"(fingerprint {meta['base_fingerprint']}, found {base.fingerprint})")
-    if method.peft_config is not None:
-        model = peft.PeftModel.from_pretrained(base.model, entry.path)
-        return merge_for_serving(model, method) if merge else model, base.tokenizer, codec
-    model = get_model(base.model, method, seed=meta["train_config"]["seed"])
-    if method.trainable:
-        load_trainable_state(model, load_file(entry.file(WEIGHTS)))
-    return model, base.tokenizer, codec
+    try:
+        if method.peft_config is not None:
+            model = peft.PeftModel.from_pretrained(base.model, entry.path)
+            return merge_for_serving(model, method) if merge else model, base.tokenizer, codec
+        model = get_model(base.model, method, seed=meta["train_config"]["seed"])
+        if method.trainable:
+            shapes = {name: list(p.shape) for name, p in model.named_parameters() if p.requires_grad}
+            saved = {name: shape for name, (_, shape) in safetensors_header(entry.file(WEIGHTS)).items()}
+            if saved != shapes:
+                wrong = sorted((set(saved) ^ set(shapes)) or {n for n in saved if saved[n] != shapes[n]})
+                raise RegistryError(f"{entry.file(WEIGHTS)}: its tensors do not fit a {method.name} model of this "
+                                    f"base (first: {wrong[0][:80]!r})")
+            load_trainable_state(model, load_file(entry.file(WEIGHTS)))
+        return model, base.tokenizer, codec
+    except (RuntimeError, KeyError, ValueError, OSError, SafetensorError) as err:
+        if isinstance(err, RegistryError | MethodError):
+            raise
+        raise RegistryError(f"entry {entry.ref} does not load on its base ({_first_line(err)})") from None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__

@@ -45,6 +45,8 @@ INDEX = "index.sqlite"
 TOMBSTONE = ".removed-"
 # what training writes into every entry's "cost" and `registry list` shows
 NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}")
+# a version folder's name, as save writes it; [0-9] is ASCII only, where str.isdigit() takes '²' and '١' too
+VERSION = re.compile(r"[1-9][0-9]{0,17}")
 KEY_COSTS = ("trainable_params", "train_seconds", "val_loss")
 _SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -84,11 +86,14 @@ class Entry:
 
 
 class Registry:
-    def __init__(self, root: str | Path, check: Callable[[dict], object] | None = None) -> None:
+    def __init__(self, root: str | Path, check: Callable[[dict], object] | None = None,
+                 check_files: Callable[[dict, Path], object] | None = None) -> None:
         """``check(metadata)`` raises ``RegistryError`` for an entry that cannot be served: imports refuse it and
-        ``list_rows`` reports it; without it the registry checks only names, files and hashes."""
+        ``list_rows`` reports it; ``check_files(metadata, folder)`` does the same for the files beside it (what a
+        loader reads besides metadata.json); without them the registry checks only names, files and hashes."""
         self.root = Path(root)
         self.check = check
+        self.check_files = check_files
 
     def save(self, name: str, files: dict[str, Path], metadata: dict,
              expected: dict[str, str] | None = None) -> Entry:
@@ -131,11 +136,12 @@ class Registry:
         check_name(name)  # a name is a folder below the root: never '../x'
         if at and not version:  # "name@" is a slip, not a request to remove every version
             raise RegistryError(f"{ref!r}: give a version after '@', or the bare name to remove every version")
+        number = _ref_version(name, version) if version else None
         with self._lock():
             versions = self.versions(name)
-            if not versions or (version and (not version.isdigit() or int(version) not in versions)):
+            if not versions or (number is not None and number not in versions):
                 self.get(ref)  # raises the usual "no entry named ..." / "has no version ..." error
-            removed = [int(version)] if version else versions
+            removed = [number] if number is not None else versions
             for number in removed:
                 self._remove_version(name, number)
             self._sync_index_quietly()
@@ -181,11 +187,13 @@ class Registry:
             if file_sha256(path / file_name) != digest:
                 raise RegistryError(f"cannot import {path}: {file_name} does not match its hash "
                                     "(corrupted in transit?)")
-        if self.check:
-            try:
+        try:
+            if self.check:
                 self.check(metadata)
-            except RegistryError as err:
-                raise RegistryError(f"cannot import {path}: {err}") from None
+            if self.check_files:
+                self.check_files(metadata, path)
+        except RegistryError as err:
+            raise RegistryError(f"cannot import {path}: {err}") from None
         origin = {"ref": f"{metadata['name']}@{metadata.get('version')}", "created": metadata.get("created"),
                   "path": str(path.resolve())}
         kept = {k: v for k, v in metadata.items() if k not in ("name", "version", "files", "created")}
@@ -205,13 +213,26 @@ class Registry:
                                  "ORDER BY name, version").fetchall()
         damaged = [(name, version, None, None, None, None, None, f"{METADATA} is missing (a damaged version, skipped; "
                     "its number is never reused)") for name, version in self._damaged_versions()]
-        return [self._row(*record, verify=verify) for record in sorted(records + damaged, key=lambda r: r[:2])]
+        rows = [self._row(*record, verify=verify) for record in sorted(records + damaged, key=lambda r: r[:2])]
+        return rows + [{"name": name, "version": None, "method": None, "base": None, "data": None, "created": None,
+                        **dict.fromkeys(KEY_COSTS), "status": f"foreign: {what!r} is not a version (versions are "
+                        "the folders 1, 2, ... that llmsignal writes); skipped"} for name, what in self.foreign()]
 
     def versions(self, name: str) -> list[int]:
         folder = self.root / name
         if not folder.is_dir():
             return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit() and (p / METADATA).exists())
+        return sorted(number for p in folder.iterdir()
+                      if (number := _folder_version(p.name)) is not None and (p / METADATA).exists())
+
+    def foreign(self) -> list[tuple[str, str]]:
+        """(name, file) for everything in an entry's folder that is not a version: skipped by every command."""
+        if not self.root.is_dir():
+            return []
+        return sorted((folder.name, p.name) for folder in self.root.iterdir()
+                      if folder.is_dir() and not folder.name.startswith(".") and NAME.fullmatch(folder.name)
+                      for p in folder.iterdir()
+                      if not p.name.startswith(".") and _folder_version(p.name) is None)
 
     def get(self, ref: str) -> Entry:
         """The entry ``name@version``, or the latest version of ``name``."""
@@ -221,12 +242,13 @@ class Registry:
         if not versions:
             known = ", ".join(self.names()) or "none"
             raise RegistryError(f"no entry named {name!r} in registry {self.root} (entries: {known})")
-        if version.isdigit() and (self.root / name / version).is_dir() and int(version) not in versions:
-            raise RegistryError(f"entry {name}@{version} is damaged: its folder has no {METADATA}")
-        if version and (not version.isdigit() or int(version) not in versions):
+        number = _ref_version(name, version) if version else None
+        if number is not None and (self.root / name / str(number)).is_dir() and number not in versions:
+            raise RegistryError(f"entry {name}@{number} is damaged: its folder has no {METADATA}")
+        if number is not None and number not in versions:
             raise RegistryError(f"entry {name!r} has no version {version!r} in {self.root} (versions: {versions})")
-        if version:
-            return self._read(name, int(version))
+        if number is not None:
+            return self._read(name, number)
         for chosen in reversed(versions):  # the latest version that reads; a damaged one is skipped
             try:
                 return self._read(name, chosen)
@@ -282,21 +304,22 @@ class Registry:
     def _taken_versions(self, name: str) -> list[int]:
         """Every number a version of ``name`` ever had: readable, damaged or removed."""
         folder = self.root / name
-        present = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+        present = [n for p in folder.iterdir() if (n := _folder_version(p.name)) is not None] if folder.is_dir() else []
         return present + self._removed_versions(name)
 
     def _damaged_versions(self) -> list[tuple[str, int]]:
         """Version folders without metadata: an entry copied in by hand and cut short, say."""
-        return sorted((folder.name, int(v.name)) for folder in self.root.iterdir()
+        return sorted((folder.name, number) for folder in self.root.iterdir()
                       if folder.is_dir() and not folder.name.startswith(".")
-                      for v in folder.iterdir() if v.name.isdigit() and v.is_dir() and not (v / METADATA).exists())
+                      for v in folder.iterdir()
+                      if (number := _folder_version(v.name)) is not None and v.is_dir() and not (v / METADATA).exists())
 
     def _removed_versions(self, name: str) -> list[int]:
         folder = self.root / name
         if not folder.is_dir():
             return []
         suffixes = (p.name[len(TOMBSTONE):] for p in folder.iterdir() if p.name.startswith(TOMBSTONE))
-        return [int(s) for s in suffixes if s.isdigit()]
+        return [number for s in suffixes if (number := _folder_version(s)) is not None]
 
     def _row(self, name: str, version: int, method: str | None, base: str | None, data: str | None,
              created: str | None, metadata: str | None, error: str | None, verify: bool) -> dict:
@@ -311,6 +334,8 @@ class Registry:
         if self.check and not error and not status.startswith("corrupted"):
             try:
                 self.check(meta)
+                if self.check_files and verify:  # the files are read for their hashes anyway
+                    self.check_files(meta, self.root / name / str(version))
             except RegistryError as err:
                 status = f"invalid: {err}"
         return {"name": name, "version": version, "method": method, "base": base, "data": data, "created": created,
@@ -401,6 +426,19 @@ def check_name(name: str) -> None:
     if not NAME.fullmatch(name) or name == INDEX:
         raise RegistryError(f"invalid entry name {name[:40]!r}: use 1 to 100 letters, digits, '.', '-' and '_', "
                             "not starting with '.'")
+
+
+def _folder_version(name: str) -> int | None:
+    """The version a folder (or tombstone suffix) named ``name`` holds; None for anything else, which is foreign."""
+    return int(name) if VERSION.fullmatch(name) else None
+
+
+def _ref_version(name: str, version: str) -> int:
+    """The number in ``name@version``: ASCII digits only, so ``fast@١`` (Arabic-Indic one) is not ``fast@1``."""
+    if not re.fullmatch(r"[0-9]{1,18}", version):
+        raise RegistryError(f"version {version[:40]!r} of {name!r} is not a number in the digits 0-9 "
+                            f"(versions are 1, 2, ...: {name}@1)")
+    return int(version)
 
 
 def _check_file_name(name: str) -> None:
