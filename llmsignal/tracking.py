@@ -1,7 +1,7 @@
 """An optional MLflow sink: each comparison a parent run, each method x strategy a child run.
 
     llmsignal run --track mlflow                   # ./mlruns, a local file store that works offline
-    llmsignal run --track mlflow:sqlite:///mlflow.db
+    llmsignal run --track mlflow:runs/mlruns       # another folder; a database URI needs `pip install mlflow`
     LLMSIGNAL_TRACKING_URI=./mlruns llmsignal run   # the same as --track mlflow:./mlruns
     mlflow ui --backend-store-uri ./mlruns          # then read the runs where researchers already look
 
@@ -53,7 +53,29 @@ class Tracking:
             import mlflow  # noqa: F401
         except ImportError:
             raise TrackingError("--track mlflow needs MLflow: pip install 'llmsignal[mlflow]'") from None
-        return cls(uri or DEFAULT_URI)
+        tracking = cls(uri or DEFAULT_URI)
+        tracking.open()
+        return tracking
+
+    def open(self) -> None:
+        """Open the store (creating a file store's folder and the experiment) now, so that a URI that cannot work is
+        one line before the run, not a traceback after it."""
+        scheme = self.uri.partition("://")[0].partition("+")[0] if "://" in self.uri else ""
+        if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
+            try:
+                import sqlalchemy  # noqa: F401
+            except ImportError:
+                raise TrackingError(f"--track mlflow:{self.uri}: a database store needs the full MLflow (pip install "
+                                    "mlflow); mlflow-skinny, the [mlflow] extra, keeps runs in a folder "
+                                    "(the default ./mlruns)") from None
+        try:
+            self._mlflow()
+        except ModuleNotFoundError as err:  # mlflow-skinny has no SQL store: sqlalchemy and alembic come with mlflow
+            raise TrackingError(f"--track mlflow:{self.uri}: this store needs {err.name}, which mlflow-skinny lacks: "
+                                "pip install mlflow, or use a folder (the default ./mlruns)") from None
+        except Exception as err:  # MLflow's own errors, OSError, a malformed URI: the message names the problem
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TrackingError(f"--track mlflow:{self.uri}: cannot open the store ({first[:200]})") from None
 
     def _mlflow(self):
         import mlflow

@@ -106,6 +106,20 @@ def test_tracking_without_mlflow_says_what_to_install(monkeypatch, tmp_path, cap
         Tracking.parse(None)
 
 
+@pytest.mark.parametrize("uri, said", [("/proc/llmsignal-x", "cannot open the store"),
+                                       ("bogus://x", "cannot open the store"),
+                                       ("sqlite:///mlflow.db", "pip install mlflow")])
+def test_a_store_that_cannot_work_is_one_line_before_any_work(tmp_path, capsys, monkeypatch, uri, said):
+    monkeypatch.chdir(tmp_path)
+    if uri.startswith("sqlite"):
+        monkeypatch.setitem(sys.modules, "sqlalchemy", None)  # mlflow-skinny, as the [mlflow] extra installs it
+    code = main(["run", "--track", f"mlflow:{uri}", "--registry", str(tmp_path / "reg"), "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and said in err[0] and f"mlflow:{uri}" in err[0]
+    assert not (tmp_path / "reg").exists() and not (tmp_path / "out").exists()
+
+
 def test_version_and_exit_codes_in_help(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--version"])
