@@ -16,11 +16,14 @@ A run's folder is written and read by ``RunOutputs`` alone:
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import math
 import os
+import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -132,17 +135,46 @@ def write_atomic(path: Path, content: str | bytes) -> None:
 
     The temporary name is unique per process (sweep workers on several hosts may share a folder).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    with cannot_write(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if isinstance(content, bytes):
+                tmp.write_bytes(content)
+            else:
+                tmp.write_text(content, encoding="utf-8")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def cannot_write(path: Path) -> Iterator[None]:
+    """A full disk, a read-only folder or a missing permission while writing ``path``: one line, not a traceback."""
     try:
-        if isinstance(content, bytes):
-            tmp.write_bytes(content)
-        else:
-            tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+            raise
+        raise RunFolderError(f"{path}: cannot write it ({err.strerror}); no partial file was left") from None
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """Refuse, before any work, a folder this command will not be able to write (read-only, a file, no permission).
+
+    It tries a temporary file in the nearest folder that exists, and leaves nothing behind.
+    """
+    existing = Path(folder).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RunFolderError(f"{flag} {folder}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as err:
+        raise RunFolderError(f"{flag} {folder}: cannot write in {existing} ({err.strerror or err})") from None
 
 
 def strict_json(value: Any) -> str:

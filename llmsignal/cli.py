@@ -49,6 +49,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     Imported when an error is raised, not at start-up: ``llmsignal --help`` must not wait for torch.
     """
     from llmsignal.backtests.costs import CostError
+    from llmsignal.backtests.results import RunFolderError
     from llmsignal.config_file import ConfigFileError
     from llmsignal.finetune.bars import DataError
     from llmsignal.finetune.base import BaseModelError
@@ -62,7 +63,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     from llmsignal.tracking import TrackingError
 
     return (DataError, MethodError, RegistryError, BaseModelError, StrategyError, PredictionError, ServeError,
-            SweepError, CostError, ConfigFileError, TrackingError, PrecisionError)
+            SweepError, CostError, ConfigFileError, TrackingError, PrecisionError, RunFolderError)
 
 
 def _key_values(pairs: list[str]) -> dict[str, str]:
@@ -318,6 +319,7 @@ def run_config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from llmsignal.backtests.results import check_writable
     from llmsignal.data import DEFAULT_SOURCE, load_bars
     from llmsignal.finetune.bars import split_bars
     from llmsignal.finetune.base import load_base
@@ -330,6 +332,7 @@ def _train(args: argparse.Namespace) -> int:
     name = args.name if args.name is not None else f"{Path(args.data).stem.lower() if args.data else 'eurusd'}-" \
                                                    f"{method.name}"
     check_name(name)  # before any data is read or anything trained
+    check_writable(args.registry, "--registry")
     config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps,
                        budget=args.budget, precision=args.precision)
     source = args.data or DEFAULT_SOURCE
@@ -354,12 +357,13 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from llmsignal.backtests.results import write_atomic
+    from llmsignal.backtests.results import check_writable, write_atomic
     from llmsignal.data import load_bars
     from llmsignal.finetune.bars import DataError
     from llmsignal.models.entries import entry_registry
     from llmsignal.models.predictor import Predictor
 
+    check_writable(args.out.parent, "--out")
     entry = entry_registry(args.registry).get(args.entry)
     bars = load_bars(args.data)
     start = pd.Timestamp(args.start or entry.metadata["split"]["test"][0])
@@ -381,7 +385,7 @@ def _backtest(args: argparse.Namespace) -> int:
     from llmsignal.backtests.evaluation import evaluate
     from llmsignal.backtests.metrics import Calendar, mase_scale
     from llmsignal.backtests.report import tearsheet
-    from llmsignal.backtests.results import strict_json, write_atomic
+    from llmsignal.backtests.results import check_writable, strict_json, write_atomic
     from llmsignal.data import load_bars
     from llmsignal.finetune.bars import DataError
     from llmsignal.strategies import StrategyError, signal_frame
@@ -389,6 +393,7 @@ def _backtest(args: argparse.Namespace) -> int:
     if args.strategy and len(args.strategy) > 1:
         raise StrategyError(f"--strategy given {len(args.strategy)} times: backtest trades one strategy per --out; "
                             "`llmsignal run --strategy A --strategy B` compares several")
+    check_writable(args.out, "--out")
     forecasts = _read_predictions(args.predictions, args.method)
     costs = _costs(args)
     bars = load_bars(args.data)

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 from llmsignal.cli_args import positive_int
-from llmsignal.tracking import Tracking
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +39,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     from llmsignal import sweep
+    from llmsignal.backtests.results import check_writable
+    from llmsignal.tracking import Tracking
 
+    check_writable(args.out, "--out")
+    check_writable(args.registry, "--registry")
     tracking = Tracking.parse(args.track)
     trials = sweep.expand(sweep.load_grid(args.config))
     results = sweep.run_sweep(trials, args.out, args.registry, address=args.address, workers=args.workers)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from llmsignal.backtests.evaluation import significance
 from llmsignal.backtests.report import write_report
-from llmsignal.backtests.results import RunFolderError, RunOutputs, table_of, verdict_columns
+from llmsignal.backtests.results import RunFolderError, RunOutputs, check_writable, table_of, verdict_columns
 from llmsignal.finetune.bars import DataError
 
 
@@ -78,6 +78,7 @@ def combine(named: dict[str, RunOutputs]) -> RunOutputs:
 
 def compare(folders: list[Path], out: Path) -> pd.DataFrame:
     """Write the comparison page of ``folders`` to ``out``; returns the combined table."""
+    check_writable(out, "--out")
     outputs = combine(load_runs(folders))
     outputs.save(out)
     write_report(out, outputs)

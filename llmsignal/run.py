@@ -23,7 +23,7 @@ from llmsignal.backtests.engine import check_strategy
 from llmsignal.backtests.evaluation import evaluate, significance
 from llmsignal.backtests.metrics import Calendar, mase_scale
 from llmsignal.backtests.report import write_report
-from llmsignal.backtests.results import RunOutputs, row_key, table_of, write_atomic
+from llmsignal.backtests.results import RunOutputs, check_writable, row_key, table_of, write_atomic
 from llmsignal.data import DEFAULT_SOURCE, load_bars
 from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
 from llmsignal.finetune.base import Base, load_base, seen_by_base
@@ -134,6 +134,8 @@ class Forecaster:
 
 def run(config: RunConfig) -> pd.DataFrame:
     """Run the whole comparison and write its outputs; returns the comparison table."""
+    check_writable(config.out, "--out")
+    check_writable(config.registry, "--registry")
     methods = [make_method(m, **config.method_params.get(m, {})) for m in config.methods]
     # refuse before any training, not when the first predictor is built after it
     check_forecasts_per_pass(config.prediction_options()["forecasts_per_pass"], config.context)

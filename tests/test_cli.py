@@ -325,3 +325,36 @@ def test_compare_of_two_runs_says_what_its_table_shows(quick_run, tiny_base, tmp
         assert said == ("among" if methods.set_index("method").loc[reference, "in_mcs"] else "not")
     assert f"after correcting for {int((methods['kind'] == 'llm').sum())} methods" in page or not counted
     assert page.count("recomputed across all") == 1
+
+
+@pytest.fixture()
+def tiny_disk(tmp_path):
+    """A 96 KiB file system: too small for a tearsheet. Skips where this machine cannot mount one."""
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(quick_run, tiny_disk, capsys):
+    _, folder, data = quick_run
+    code = main(["backtest", "--predictions", str(folder / "out" / "predictions.csv"), "--method", "lora",
+                 "--data", str(data), "--out", str(tiny_disk / "bt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "No space left on device" in err[0]
+    left = [p for p in tiny_disk.rglob("*") if p.is_file()]
+    assert left == []  # the tearsheet came first and did not fit: nothing half-written stays
+
+
+@pytest.mark.parametrize("where", ["a-file/out", "/proc/llmsignal-out"])
+def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, where):
+    (tmp_path / "a-file").write_text("not a folder")
+    out = tmp_path / where if not where.startswith("/") else where
+    code = main(["run", "--out", str(out), "--registry", str(tmp_path / "reg")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"llmsignal: error: --out {out}")
+    assert not (tmp_path / "reg").exists()
