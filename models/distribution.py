@@ -9,7 +9,7 @@ in ``llmsignal.backtests.metrics`` read, by name, so that every row is scored on
     >>> probs = np.zeros((1, BINS)); probs[0, [49, 50, 51]] = 0.25, 0.5, 0.25
     >>> row = binned_frame(np.array([1.0]), probs, step=0.001).iloc[0]
     >>> round(float(row["sigma"]), 6), round(float(row["q50"]), 6), float(row["p_up"])
-    (0.000707, 1.0, 0.5)
+    (0.000764, 1.0, 0.5)
 
 A bin stands for the log-return ``(b - 50) * step`` (the codec's), and is read as spread evenly
 across its width ``step`` where a density, a CDF or a quantile is needed; the end bins hold the
@@ -51,7 +51,8 @@ def binned_frame(close: np.ndarray, probs: np.ndarray, step: float) -> pd.DataFr
     close = np.asarray(close, dtype=float)
     returns = PriceCodec(step).bin_returns()
     mean = probs @ returns
-    sigma = np.sqrt(np.maximum(probs @ returns**2 - mean**2, 0.0))
+    # each bin's mass spread across its width, as every score reads it: the bins' spread plus a uniform's step^2/12
+    sigma = np.sqrt(np.maximum(probs @ returns**2 - mean**2, 0.0) + step**2 / 12)
     p_up = probs[:, ZERO_BIN + 1:].sum(1) + 0.5 * probs[:, ZERO_BIN]
     quantiles = close[:, None] * np.exp(histogram_quantiles(probs, step, list(QUANTILES.values())))
     summary = pd.DataFrame({"close": close, "forecast": close * np.exp(mean), "p_up": p_up, "sigma": sigma,

@@ -18,7 +18,7 @@ from llmsignal.backtests.metrics import (
 )
 from llmsignal.finetune.bars import check_bars, split_bars
 from llmsignal.models.baselines import BASELINES, garch
-from llmsignal.models.distribution import BIN_COLUMNS, FORECAST_COLUMNS, QUANTILES, distribution_frame
+from llmsignal.models.distribution import BIN_COLUMNS, FORECAST_COLUMNS, QUANTILES, binned_frame, distribution_frame
 
 STEP = 1e-4
 
@@ -37,18 +37,29 @@ def garch_bars(n: int, seed: int = 0, alpha: float = 0.1, beta: float = 0.87, vo
     return bars, sigmas
 
 
-def test_crps_of_a_discrete_distribution_is_the_integral_of_its_squared_cdf_gap():
+def test_crps_of_bins_spread_across_their_width_is_the_integral_of_its_squared_cdf_gap():
     rng = np.random.default_rng(3)
     probs = rng.dirichlet(np.full(100, 0.3), size=4)
-    values = bin_values(100, np.full(4, STEP))
+    centres = bin_values(100, np.full(4, STEP))
     outcomes = np.array([0.0, 7.3 * STEP, -61 * STEP, 80 * STEP])  # inside the grid, and beyond both ends
-    exact = crps(probs, values, outcomes)
+    exact = crps(probs, np.full(4, STEP), outcomes)
     for row, outcome in enumerate(outcomes):
-        cdf = lambda x, row=row: probs[row][values[row] <= x].sum()  # noqa: E731
+        edges = np.r_[centres[row] - STEP / 2, centres[row, -1] + STEP / 2]
+        cumulative = np.r_[0.0, np.cumsum(probs[row])]
+        cdf = lambda x, edges=edges, cumulative=cumulative: np.interp(x, edges, cumulative)  # noqa: E731
         gap = lambda x, outcome=outcome, cdf=cdf: (cdf(x) - (x >= outcome)) ** 2  # noqa: E731
-        low, high = min(values[row, 0], outcome) - STEP, max(values[row, -1], outcome) + STEP
-        brute, _ = integrate.quad(gap, low, high, points=[*values[row], outcome], limit=500)
+        low, high = min(edges[0], outcome) - STEP, max(edges[-1], outcome) + STEP
+        brute, _ = integrate.quad(gap, low, high, points=[*edges, outcome], limit=500)
         assert exact[row] == pytest.approx(brute, rel=1e-6)
+
+
+def test_sigma_reads_the_bins_as_every_score_does_and_one_bin_is_never_zero():
+    probs = np.zeros((1, 100))
+    probs[0, 50] = 1.0  # all mass in "no change": a uniform across one bin, not a point
+    row = binned_frame(np.array([1.0]), probs, step=STEP).iloc[0]
+    assert row["sigma"] == pytest.approx(STEP / np.sqrt(12))
+    frame = binned_frame(np.array([1.0, 1.0]), np.vstack([probs, probs]), step=STEP)
+    assert np.isfinite(distribution_losses(frame)["qlike"]).all()
 
 
 def test_log_score_of_a_known_distribution():
