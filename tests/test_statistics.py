@@ -1,20 +1,26 @@
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import signal, stats
 
 from llmsignal.backtests.metrics import direction
 from llmsignal.backtests.significance import (
+    _hac_test,
     block_length,
     bootstrap_ci,
     deflated_sharpe_from_returns,
     deflated_sharpe_ratio,
     diebold_mariano,
     directional_accuracy_ci,
+    dm_bandwidth,
     expected_max_normal,
     expected_max_sharpe,
     holm,
+    loss_differential_test,
     probabilistic_sharpe_ratio,
+    relative_mse_ci,
     sharpe_ci,
+    sharpe_loss_pvalue,
+    sharpe_pvalue,
     verdict,
 )
 
@@ -25,6 +31,12 @@ def _ar1(n: int, phi: float, seed: int) -> np.ndarray:
     for t in range(1, n):
         x[t] = phi * x[t - 1] + shocks[t]
     return x
+
+
+def _ar1_rows(phi: float, rows: int, n: int = 600, seed: int = 0, burn: int = 200) -> np.ndarray:
+    """``rows`` stationary AR(1) series with unit shocks (marginal sd 1 / sqrt(1 - phi^2)), one per row."""
+    shocks = np.random.default_rng(seed).normal(size=(rows, n + burn))
+    return signal.lfilter([1.0], [1.0, -phi], shocks, axis=1)[:, burn:]
 
 
 # Diebold-Mariano
@@ -53,28 +65,57 @@ def test_dm_swapping_a_and_b_flips_sign_keeps_p():
         assert p_backward == pytest.approx(p_forward)
 
 
-def test_dm_at_horizon_one_is_the_paired_t_test_on_losses():
-    # With no lags the HLN-corrected DM reduces exactly to a one-sample t-test of the differential.
+def test_dm_with_no_lag_weighted_is_the_paired_t_test_on_losses():
+    # A bandwidth of 1 weights lag 0 alone: the fixed-b reference is then exactly Student t(n-1).
     rng = np.random.default_rng(3)
     a, b = rng.normal(0, 1.0, 120), rng.normal(0.1, 1.0, 120)
     expected = stats.ttest_rel(a**2, b**2)
-    statistic, p = diebold_mariano(a, b)
+    statistic, p = _hac_test(a**2 - b**2, 1.0)
     assert statistic == pytest.approx(expected.statistic, rel=1e-10)
     assert p == pytest.approx(expected.pvalue, rel=1e-10)
 
 
-def test_dm_long_run_variance_keeps_the_size_under_autocorrelated_losses():
-    # MA(1) loss differential with mean zero: ignoring the lag (horizon=1) rejects ~17% at 5%;
-    # counting it (horizon=2) should be close to the nominal 5%.
+def test_dm_keeps_its_size_when_loss_differentials_are_ar1_and_still_finds_a_shift():
+    """Issue 28's bar, 600 bars, 400 samples each: at 5%, at most 8% of nulls rejected at phi 0.5 and 12% at
+    0.8 (the paired t-test: 26% and 52%), and at least 90% of shifts of 0.3 marginal sd at phi 0.5."""
+    def rejected(phi: float, shift_sd: float, seed: int) -> float:
+        rows = _ar1_rows(phi, 400, seed=seed) + shift_sd / np.sqrt(1 - phi**2)
+        return float(np.mean([loss_differential_test(d, np.zeros_like(d))[1] < 0.05 for d in rows]))
+
+    assert rejected(0.5, 0.0, seed=50) <= 0.08
+    assert rejected(0.8, 0.0, seed=80) <= 0.12
+    assert rejected(0.5, 0.3, seed=53) >= 0.90
+
+
+def test_dm_keeps_its_size_under_ma1_losses_at_either_horizon():
+    # MA(1) loss differential with mean zero: the paired t-test (the old horizon-1 DM) rejects ~17% at 5%.
     rng = np.random.default_rng(4)
-    rejections = {1: 0, 2: 0}
+    rejections, paired = {1: 0, 2: 0}, 0
     for _ in range(300):
         noise = rng.normal(size=201)
         model, naive = 10 + noise[1:] + noise[:-1], np.full(200, 10.0)
         for horizon in rejections:
             rejections[horizon] += diebold_mariano(model, naive, horizon=horizon, loss="absolute")[1] < 0.05
-    assert rejections[1] / 300 > 0.12
+        paired += stats.ttest_1samp(np.abs(model) - np.abs(naive), 0).pvalue < 0.05
+    assert paired / 300 > 0.12
+    assert rejections[1] / 300 < 0.09
     assert rejections[2] / 300 < 0.09
+
+
+def test_dm_fixed_b_reference_holds_the_level_at_a_wide_bandwidth():
+    # Independent Gaussian differentials, bandwidth 10% of the bars: normal critical values would reject
+    # about 8% at 5%; the fixed-b reference holds 5% (and 1%).
+    p = np.array([_hac_test(d, 20.0)[1] for d in np.random.default_rng(14).normal(size=(2000, 200))])
+    assert 0.04 <= np.mean(p < 0.05) <= 0.06
+    assert np.mean(p < 0.01) <= 0.015
+
+
+def test_dm_bandwidth_follows_the_dependence_and_the_horizon():
+    iid, persistent = _ar1_rows(0.0, 1, seed=15)[0], _ar1_rows(0.8, 1, seed=15)[0]
+    assert 1 <= dm_bandwidth(iid) < 6
+    assert dm_bandwidth(persistent) > 30
+    assert dm_bandwidth(iid, horizon=8) >= 8
+    assert dm_bandwidth(np.r_[np.zeros(5), np.ones(5)]) <= 10  # never more lags than bars
 
 
 def test_dm_drops_nan_pairs_and_handles_constant_differential():
@@ -154,6 +195,26 @@ def test_sharpe_ci_is_annualised_and_contains_the_point_sharpe():
     assert high - low == pytest.approx(2 * 1.96 * np.sqrt(260 / 2600), rel=0.3)
 
 
+def test_relative_mse_interval_resamples_both_mses_on_the_same_bars():
+    # Errors half the reference's, bar by bar: every resample's MSE ratio is about 0.25, so the interval of
+    # MSE / reference MSE - 1 is narrow around -0.75. Holding the reference's MSE fixed widens it tenfold.
+    rng = np.random.default_rng(13)
+    reference = _ar1(1000, 0.3, seed=13) * np.exp(rng.normal(0, 0.5, 1000))  # clustered, fat-tailed errors
+    errors = 0.5 * reference * (1 + 0.01 * rng.normal(size=1000))
+    low, high = relative_mse_ci(errors, reference, reps=300)
+    assert low < np.mean(errors**2) / np.mean(reference**2) - 1 < high
+    assert high - low < 0.01
+    # independent forecasts of equal accuracy: an interval around zero, neither one told better
+    other = rng.normal(size=1000)
+    low, high = relative_mse_ci(rng.normal(size=1000), other, reps=300)
+    assert low < 0 < high and 0.1 < high - low < 0.4
+    gaps = errors.copy()
+    gaps[[3, 70]] = np.nan
+    assert relative_mse_ci(gaps, reference, reps=300) == relative_mse_ci(np.delete(errors, [3, 70]),
+                                                                          np.delete(reference, [3, 70]), reps=300)
+    assert all(np.isnan(relative_mse_ci(errors[:50], np.zeros(50))))
+
+
 # Deflated Sharpe
 
 def test_deflated_sharpe_reproduces_the_paper_example():
@@ -207,6 +268,27 @@ def test_dsr_from_returns_matches_moments_and_uses_trial_spread():
     assert np.isnan(deflated_sharpe_from_returns(np.full(100, 0.001), 5))
 
 
+def test_sharpe_loss_pvalue_is_the_mirror_of_sharpe_pvalue():
+    returns = np.random.default_rng(16).standard_t(5, 500) * 0.01 - 0.0015
+    assert sharpe_loss_pvalue(returns) < 0.01 < 0.99 < sharpe_pvalue(returns)
+    assert sharpe_loss_pvalue(-returns) > 0.99
+    # the Sharpe's standard error at SR = 0: a one-sided t-test of the mean return
+    assert sharpe_loss_pvalue(returns) == pytest.approx(stats.ttest_1samp(returns, 0, alternative="less").pvalue)
+    long = np.random.default_rng(17).normal(-0.0002, 0.01, 20_000)  # on long Gaussian samples, 1 - sharpe_pvalue
+    assert sharpe_loss_pvalue(long) == pytest.approx(1 - sharpe_pvalue(long), abs=1e-3)
+    assert np.isnan(sharpe_loss_pvalue(np.full(50, 0.001)))
+
+
+def test_holm_adjusted_sharpe_loss_is_rarely_significant_across_zero_skill_rows():
+    # 8 rows of 54 zero-mean, fat-tailed (t6) daily returns, 2,000 times: "loses money" is a family-wise 5%
+    # claim. Uncorrected, some row says so in a third of the families; with PSR's form (the skew and
+    # kurtosis terms at the sample's SR) in 7%.
+    returns = np.random.default_rng(18).standard_t(6, size=(2000, 8, 54)) * 0.005
+    pvalues = np.array([[sharpe_loss_pvalue(row) for row in family] for family in returns])
+    assert np.mean((pvalues < 0.05).any(axis=1)) > 0.25
+    assert np.mean([np.nanmin(holm(family)) < 0.05 for family in pvalues]) <= 0.055
+
+
 # Multiple rows: Holm, Pesaran-Timmermann, the verdict's words
 
 def test_holm_matches_its_definition():
@@ -235,9 +317,18 @@ def test_pesaran_timmermann():
     ((0.5, 0.40, 0.001, 0.2, 1.8, 0.80), "no evidence of edge"),  # does not survive deflation
     ((0.5, 0.40, 0.20, 0.2, 1.8, 0.99), "no evidence of edge"),  # does not survive Holm
     ((-5.0, 0.0001, 0.01, 0.2, 1.8, 0.99), "beats naive (Holm p<0.001); evidence of edge (Holm p=0.01, DSR 0.99)"),
-    ((0.5, 0.5, 0.9, -2.0, -0.1, 0.0), "loses money (Sharpe CI -2.00 to -0.10 below zero)"),
     ((-5.0, float("nan"), float("nan"), -0.4, 0.9, float("nan")), "no evidence of edge"),
 ])
 def test_verdict(args, expected):
     assert verdict(*args) == expected
     assert verdict(*args, in_confidence_set=True) == expected + "; in the confidence set of the most accurate"
+
+
+@pytest.mark.parametrize(("high", "loss_holm", "expected"), [
+    (-0.1, 0.01, "loses money (Holm p=0.01, Sharpe CI -2.00 to -0.10)"),
+    (-0.1, 0.2, "no evidence of edge"),  # its own interval is below zero, but not after Holm
+    (-0.1, float("nan"), "no evidence of edge"),  # no test across the rows
+    (0.3, 0.01, "no evidence of edge"),  # its interval reaches zero
+])
+def test_loses_money_needs_the_holm_adjusted_test(high, loss_holm, expected):
+    assert verdict(0.5, 0.5, 0.9, -2.0, high, 0.0, sharpe_loss_holm=loss_holm) == expected
