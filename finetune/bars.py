@@ -30,6 +30,8 @@ def check_bars(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     missing = [c for c in PRICE_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})")
+    if frame.empty:
+        raise DataError(f"{source}: a header and no bars; at least {MIN_BARS} are needed")
     if frame.index.isna().any():
         row = int(np.flatnonzero(frame.index.isna())[0]) + 2
         raise DataError(f"{source}: unreadable timestamp on line {row}")

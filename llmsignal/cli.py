@@ -416,7 +416,11 @@ def _backtest(args: argparse.Namespace) -> int:
 
 
 def _read_predictions(path: Path, method: str | None):
-    """The forecasts of one method from a predictions CSV; a file of several methods needs ``method``."""
+    """The forecasts of one method from a predictions CSV; a file of several methods needs ``method``.
+
+    close, forecast, p_up and sigma must be finite numbers (p_up from 0 to 1): the first bad one is one line.
+    """
+    import numpy as np
     import pandas as pd
 
     from llmsignal.finetune.bars import DataError
@@ -424,9 +428,15 @@ def _read_predictions(path: Path, method: str | None):
     if not path.exists():
         raise DataError(f"{path}: no such file")
     try:
-        forecasts = pd.read_csv(path, index_col=0, parse_dates=[0])
+        with warnings.catch_warnings():  # pandas' note on timestamps it cannot read: they are refused below
+            warnings.simplefilter("ignore", UserWarning)
+            forecasts = pd.read_csv(path, index_col=0, parse_dates=[0])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DataError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    if len(forecasts) and not isinstance(forecasts.index, pd.DatetimeIndex):
+        unread = pd.to_datetime(forecasts.index.astype(str), errors="coerce", format="mixed").isna()
+        first = forecasts.index[int(unread.argmax())]
+        raise DataError(f"{path}: unreadable timestamp {str(first)[:40]!r}; the first column holds each bar's time")
     missing = {"close", "forecast", "p_up"} - set(forecasts.columns)
     if missing:
         raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
@@ -439,7 +449,20 @@ def _read_predictions(path: Path, method: str | None):
         raise DataError(f"{path}: holds {len(methods)} methods ({', '.join(methods)}); pick one with --method")
     if not forecasts.index.is_monotonic_increasing or forecasts.index.has_duplicates:
         raise DataError(f"{path}: timestamps are unsorted or repeated; one row per bar, in time order")
-    return forecasts
+    numbers = {}
+    for column in [c for c in ("close", "forecast", "p_up", "sigma") if c in forecasts]:
+        values = pd.to_numeric(forecasts[column], errors="coerce").astype(float)
+        bad = ~np.isfinite(values.to_numpy())
+        if column == "p_up":
+            bad |= ((values < 0) | (values > 1)).to_numpy()
+        if bad.any():
+            first = int(bad.argmax())
+            raw = forecasts[column].iloc[first]
+            need = "a probability from 0 to 1" if column == "p_up" else "a finite number"
+            raise DataError(f"{path}: column {column} holds {repr(raw) if isinstance(raw, str) else raw} at "
+                            f"{forecasts.index[first]}; every value must be {need}")
+        numbers[column] = values
+    return forecasts.assign(**numbers)
 
 
 def _methods(args: argparse.Namespace) -> int:

@@ -39,14 +39,19 @@ def load_bars(path: str | Path | None = None) -> pd.DataFrame:
     # MetaTrader 5 writes its exports in UTF-16 with a byte-order mark
     encoding = "utf-16" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
     text = raw.decode(encoding, errors="replace")
-    frame = _parse_mt5(text) if text.lstrip().startswith("<") else _parse_csv(text, path)
+    frame = _parse_mt5(text, path) if text.lstrip().startswith("<") else _parse_csv(text, path)
     return check_bars(frame, str(path))
 
 
-def _parse_mt5(text: str) -> pd.DataFrame:
+def _parse_mt5(text: str, path: Path) -> pd.DataFrame:
     """MetaTrader 5 'Export Bars': tab-separated <DATE> <TIME> <OPEN> ... <SPREAD>, dates like 2024.01.02."""
-    frame = pd.read_csv(io.StringIO(text), sep="\t")
-    frame.columns = [c.strip("<>").lower() for c in frame.columns]
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep="\t")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{path}: not a readable MetaTrader 5 export ({str(err).splitlines()[0]})") from None
+    frame.columns = [str(c).strip().strip("<>").lower() for c in frame.columns]
+    if "date" not in frame:
+        raise DataError(f"{path}: a MetaTrader 5 export needs a <DATE> column (found: {', '.join(frame.columns)})")
     stamp = frame["date"].astype(str) + (" " + frame["time"].astype(str) if "time" in frame else "")
     frame.index = pd.to_datetime(stamp, format="mixed", errors="coerce")
     if "volume" not in frame and "tickvol" in frame:
