@@ -21,11 +21,21 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 from scipy import stats
 
 from llmsignal.backtests.evaluation import pretraining_question
 from llmsignal.backtests.metrics import FX, Calendar, period_returns
-from llmsignal.backtests.race import race_figure, race_html
+from llmsignal.backtests.race import (
+    BENCHMARK_STYLE,
+    UNTRAINED,
+    above,
+    race_figure,
+    race_html,
+    robust_limits,
+    series_styles,
+    trained,
+)
 from llmsignal.backtests.results import BENCHMARK, RunOutputs, better, columns, needs_trades, write_atomic
 
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
@@ -91,35 +101,83 @@ def _png(fig) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def equity_figure(curves: dict[str, pd.Series]) -> str:
+GAP = 4  # a time gap between bars this many times their median spacing (a weekend in hourly bars) breaks a line
+
+
+def broken_at_gaps(frame: pd.DataFrame | pd.Series) -> pd.DataFrame | pd.Series:
+    """``frame`` with a row of NaN inside every gap longer than ``GAP`` times the median bar spacing, so that a
+    line drawn from it stops at a weekend instead of bridging it.
+
+    >>> index = pd.to_datetime(["2024-01-05 21:00", "2024-01-05 22:00", "2024-01-07 22:00", "2024-01-07 23:00"])
+    >>> int(broken_at_gaps(pd.Series([1.0, 2.0, 3.0, 4.0], index)).isna().sum())
+    1
+    """
+    index = frame.index
+    if len(index) < 3 or not isinstance(index, pd.DatetimeIndex):
+        return frame
+    spacing = index.to_series().diff()
+    step = spacing.median()
+    gaps = spacing > GAP * step
+    if not gaps.any():
+        return frame
+    holes = index[np.r_[gaps.to_numpy()[1:], False]] + step  # one bar after each bar that a gap follows
+    blank = (pd.Series(np.nan, index=holes, name=frame.name) if isinstance(frame, pd.Series)
+             else pd.DataFrame(np.nan, index=holes, columns=frame.columns))
+    return pd.concat([frame, blank]).sort_index()
+
+
+def _styles(names, styles: dict[str, dict] | None) -> dict[str, dict]:
+    """The page's colours where given (every chart draws a method alike), else a mapping of these names."""
+    names = list(names)
+    if styles is not None and all(name in styles for name in names if name != BENCHMARK):
+        return styles
+    return series_styles(name for name in names if name != BENCHMARK)
+
+
+def _style(name: str, styles: dict[str, dict]) -> dict:
+    return dict(BENCHMARK_STYLE) if name == BENCHMARK else dict(styles[name])
+
+
+def _legend_below(fig: Figure, count: int, columns: int = 6) -> None:
+    """The figure's legend under its axes (``fig`` has constrained layout), where it covers no data."""
+    if count:
+        fig.legend(loc="outside lower center", ncol=max(1, min(columns, count)), fontsize=8, frameon=False)
+
+
+def equity_figure(curves: dict[str, pd.Series], styles: dict[str, dict] | None = None) -> Figure:
     """Equity curves (rebased to 1) above their drawdowns, every method and baseline in one figure."""
-    fig = Figure(figsize=(11, 6.5))
+    styles = _styles(curves, styles)
+    fig = Figure(figsize=(11, 7), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     for name, equity in curves.items():
-        style = "--" if name == BENCHMARK else "-"
-        top.plot(equity.index, equity / equity.iloc[0], style, label=name, linewidth=1.1)
-        bottom.plot(equity.index, equity / equity.cummax() - 1, style, linewidth=0.9)
+        style = _style(name, styles)
+        top.plot(equity.index, equity / equity.iloc[0], label=name, linewidth=1.1, **style)
+        bottom.plot(equity.index, equity / equity.cummax() - 1, linewidth=0.9, **style)
     top.set_ylabel("equity (start = 1)")
     bottom.set_ylabel("drawdown")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
-    top.legend(ncol=5, fontsize=8)
-    fig.autofmt_xdate()
-    return _png(fig)
+    bottom.tick_params(axis="x", labelrotation=30)
+    _legend_below(fig, len(curves))
+    return fig
 
 
-def forecast_figure(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
-    """Forecast against actual next close on the last ``bars`` test bars."""
-    fig = Figure(figsize=(11, 4))
+def forecast_figure(forecasts: dict[str, pd.DataFrame], bars: int = 120,
+                    styles: dict[str, dict] | None = None) -> Figure:
+    """Forecast against actual next close on the last ``bars`` test bars; lines stop at gaps (weekends)."""
+    styles = _styles(forecasts, styles)
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
     ax = fig.subplots()
     first = next(iter(forecasts.values())).iloc[-bars:]
-    ax.plot(first.index, first["close"].shift(-1), color="black", linewidth=1.6, label="actual next close")
+    actual = broken_at_gaps(first["close"].shift(-1))
+    ax.plot(actual.index, actual, color="black", linewidth=1.6, label="actual next close")
     for name, frame in forecasts.items():
-        ax.plot(frame.index[-bars:], frame["forecast"].iloc[-bars:], linewidth=0.9, label=name)
+        forecast = broken_at_gaps(frame["forecast"].iloc[-bars:])
+        ax.plot(forecast.index, forecast, linewidth=0.9, label=name, **styles[name])
     ax.grid(alpha=0.3)
-    ax.legend(ncol=5, fontsize=8)
-    fig.autofmt_xdate()
-    return _png(fig)
+    ax.tick_params(axis="x", labelrotation=30)
+    _legend_below(fig, len(forecasts) + 1)
+    return fig
 
 
 QUANTILE_LEVELS = {"q05": 0.05, "q25": 0.25, "q50": 0.5, "q75": 0.75, "q95": 0.95}  # predictions.csv's quantiles
@@ -130,13 +188,14 @@ def _with_distribution(forecasts: dict[str, pd.DataFrame]) -> dict[str, pd.DataF
     return {name: frame for name, frame in forecasts.items() if {"sigma", *QUANTILE_LEVELS} <= set(frame.columns)}
 
 
-def calibration_figure(forecasts: dict[str, pd.DataFrame]) -> str:
+def calibration_figure(forecasts: dict[str, pd.DataFrame], styles: dict[str, dict] | None = None) -> Figure:
     """A PIT histogram per method, binned at its quantiles: where each next close fell among q05 .. q95.
 
     Each bar's height is the share of next closes in that band over the share a calibrated forecast puts
     there, so a calibrated forecaster is flat at 1; tall outer bars mean intervals too narrow.
     """
     shown = _with_distribution(forecasts)
+    styles = _styles(shown, styles)
     columns = min(5, max(1, len(shown)))
     rows = -(-len(shown) // columns)
     fig = Figure(figsize=(11, 2.1 * rows + 0.4), layout="constrained")
@@ -147,7 +206,8 @@ def calibration_figure(forecasts: dict[str, pd.DataFrame]) -> str:
         quantiles = frame[list(QUANTILE_LEVELS)].to_numpy()[:-1]
         band = (actual[:, None] > quantiles).sum(1)  # 0: below q05, ..., 5: above q95
         share = np.bincount(band, minlength=len(edges) - 1) / len(band)
-        ax.bar(edges[:-1], share / np.diff(edges), width=np.diff(edges), align="edge", edgecolor="white")
+        ax.bar(edges[:-1], share / np.diff(edges), width=np.diff(edges), align="edge", edgecolor="white",
+               color=styles[name]["color"])
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
         ax.set_title(name, fontsize=9)
         ax.set_xlim(0, 1)
@@ -157,83 +217,113 @@ def calibration_figure(forecasts: dict[str, pd.DataFrame]) -> str:
     fig.supxlabel("PIT: where the next close fell in the forecast distribution (bands between q05 .. q95)",
                   fontsize=9)
     fig.supylabel("share / calibrated share", fontsize=9)
-    return _png(fig)
+    return fig
 
 
-def volatility_figure(forecasts: dict[str, pd.DataFrame], window: int = 24) -> str:
+def volatility_figure(forecasts: dict[str, pd.DataFrame], window: int = 24,
+                      styles: dict[str, dict] | None = None) -> Figure:
     """Each method's predicted sigma against the realised size of the next return, both averaged over
     ``window`` bars; the legend gives the Spearman correlation of sigma with |next return| bar by bar."""
     shown = _with_distribution(forecasts)
-    fig = Figure(figsize=(11, 4))
+    styles = _styles(shown, styles)
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
     ax = fig.subplots()
     if shown:
         close = next(iter(shown.values()))["close"]
         realised = np.log(close.shift(-1) / close) * 1e4
-        ax.plot(close.index, np.sqrt((realised**2).rolling(window, min_periods=1).mean()), color="black",
-                linewidth=1.6, label=f"realised (RMS of the next return, {window} bars)")
+        rms = broken_at_gaps(np.sqrt((realised**2).rolling(window, min_periods=1).mean()))
+        ax.plot(rms.index, rms, color="black", linewidth=1.6, label=f"realised (RMS of the next return, {window} bars)")
         for name, frame in shown.items():
             sigma = frame["sigma"] * 1e4
             # a constant sigma (naive, drift, climatology) has no rank correlation
             rho = (f" (ρ {stats.spearmanr(sigma.iloc[:-1], realised.abs().iloc[:-1]).statistic:.2f})"
                    if sigma.nunique() > 1 else "")
-            ax.plot(frame.index, sigma.rolling(window, min_periods=1).mean(), linewidth=0.9, label=name + rho)
+            mean = broken_at_gaps(sigma.rolling(window, min_periods=1).mean())
+            ax.plot(mean.index, mean, linewidth=0.9, label=name + rho, **styles[name])
     ax.set_ylabel(f"volatility, bp per bar ({window}-bar mean)")
     ax.grid(alpha=0.3)
-    ax.legend(ncol=4, fontsize=8)
-    fig.autofmt_xdate()
-    return _png(fig)
+    ax.tick_params(axis="x", labelrotation=30)
+    _legend_below(fig, len(shown) + 1 if shown else 0, columns=4)
+    return fig
 
 
-def fan_chart(forecasts: dict[str, pd.DataFrame], bars: int = 120) -> str:
+def fan_chart(forecasts: dict[str, pd.DataFrame], bars: int = 120, styles: dict[str, dict] | None = None) -> Figure:
     """Each method's q05-q95 and q25-q75 of the next close with the actual next close, over the last ``bars``.
 
     Drawn in basis points from each bar's close, so that the band's width is readable at any price level; an
-    actual next close outside q05-q95 is marked.
+    actual next close outside q05-q95 is marked; the bands stop at gaps (weekends).
     """
     shown = _with_distribution(forecasts)
+    styles = _styles(shown, styles)
     columns = 2
     rows = max(1, -(-len(shown) // columns))
-    fig = Figure(figsize=(11, 2.2 * rows + 0.4), layout="constrained")
+    fig = Figure(figsize=(11, 2.2 * rows + 0.8), layout="constrained")
     axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
     for ax, (name, frame) in zip(axes, shown.items(), strict=False):
         last = frame.iloc[-bars:]
-        band = {q: (last[q] / last["close"] - 1) * 1e4 for q in QUANTILE_LEVELS}
-        actual = (last["close"].shift(-1) / last["close"] - 1) * 1e4
-        ax.fill_between(last.index, band["q05"], band["q95"], alpha=0.25, linewidth=0, label="q05–q95")
-        ax.fill_between(last.index, band["q25"], band["q75"], alpha=0.45, linewidth=0, label="q25–q75")
-        outside = (actual < band["q05"]) | (actual > band["q95"])
-        ax.plot(last.index, actual, ".", color="black", markersize=2.5, label="actual next close")
-        ax.plot(last.index[outside], actual[outside], "o", color="tab:red", markersize=3.5, fillstyle="none",
-                label="outside q05–q95")
-        ax.set_title(f"{name}: {outside.sum()} of {int(actual.notna().sum())} outside", fontsize=9)
+        drawn = pd.DataFrame({q: (last[q] / last["close"] - 1) * 1e4 for q in QUANTILE_LEVELS})
+        drawn["actual"] = (last["close"].shift(-1) / last["close"] - 1) * 1e4
+        outside = (drawn["actual"] < drawn["q05"]) | (drawn["actual"] > drawn["q95"])
+        band = broken_at_gaps(drawn)
+        colour = styles[name]["color"]
+        ax.fill_between(band.index, band["q05"], band["q95"], alpha=0.25, linewidth=0, color=colour,
+                        label="q05–q95")
+        ax.fill_between(band.index, band["q25"], band["q75"], alpha=0.5, linewidth=0, color=colour, label="q25–q75")
+        ax.plot(drawn.index, drawn["actual"], ".", color="black", markersize=2.5, label="actual next close")
+        ax.plot(drawn.index[outside], drawn["actual"][outside], "o", color="tab:red", markersize=3.5,
+                fillstyle="none", label="outside q05–q95")
+        ax.set_title(f"{name}: {outside.sum()} of {int(drawn['actual'].notna().sum())} outside", fontsize=9)
         ax.tick_params(labelsize=7)
+        ax.tick_params(axis="x", labelrotation=30)
         ax.grid(alpha=0.3)
     for ax in axes[len(shown):]:
         ax.set_visible(False)
     if shown:
-        axes[0].legend(fontsize=7, loc="lower left", ncol=4)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncol=4, fontsize=8, frameon=False)
     fig.supylabel("next close, bp from this close", fontsize=9)
-    return _png(fig)
+    return fig
 
 
-def cost_figure(table: pd.DataFrame) -> str:
-    """Trainable parameters and training seconds against MSE, one point per tuned method."""
+def cost_figure(table: pd.DataFrame, styles: dict[str, dict] | None = None) -> Figure:
+    """Squared error against naive (with its 95% interval) against trainable parameters and training seconds, one
+    point per tuned method; 0 on the y axis is naive's level. A method with no trainable parameters (or no
+    training time) has no place on a log axis: it is named under the panel instead."""
     tuned = table[table["kind"] == "llm"].drop_duplicates("method")
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2)
+    styles = _styles(tuned["method"], styles)
+    fig = Figure(figsize=(11, 4.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    value = pd.to_numeric(tuned.get("mse_vs_naive"), errors="coerce") * 100
+    low = pd.to_numeric(tuned.get("mse_vs_naive_low"), errors="coerce").mul(100).fillna(value)
+    high = pd.to_numeric(tuned.get("mse_vs_naive_high"), errors="coerce").mul(100).fillna(value)
     for ax, column in zip(axes, ("trainable_params", "train_seconds"), strict=True):
-        ax.scatter(tuned[column].clip(lower=1), tuned["mse"])
-        for _, row in tuned.iterrows():
-            ax.annotate(row["method"], (max(row[column], 1), row["mse"]), fontsize=8)
-        naive = table.loc[table["method"] == "naive", "mse"]
-        if not naive.empty:
-            ax.axhline(naive.iloc[0], color="grey", linestyle="--", label="naive MSE")
-            ax.legend(fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel(column.replace("_", " "))
-        ax.set_ylabel("MSE")
+        x = pd.to_numeric(tuned[column], errors="coerce")
+        placed = x > 0
+        for index in tuned.index[placed & value.notna()]:
+            name = tuned.at[index, "method"]
+            ax.errorbar([x[index]], [value[index]], yerr=[[value[index] - low[index]], [high[index] - value[index]]],
+                        fmt="o", color=styles[name]["color"], capsize=4, label=name)
+            ax.annotate(name, (x[index], value[index]), xytext=(5, 4), textcoords="offset points", fontsize=8)
+        ax.axhline(0, color="grey", linestyle="--", linewidth=1)
+        ax.annotate("naive", (0, 0), xycoords=("axes fraction", "data"), xytext=(3, 3), textcoords="offset points",
+                    fontsize=8, color="grey")
+        left_out = [f"{m} ({_percent(v / 100)})" for m, v in zip(tuned["method"][~placed], value[~placed],
+                                                                 strict=True)]
+        if left_out:
+            ax.set_title(f"not on this log axis, 0 {column.replace('_', ' ')}: {', '.join(left_out)}", fontsize=8,
+                         loc="left")
+        if placed.any():
+            ax.set_xscale("log")
+            ax.margins(x=0.25)
+        ax.set_xlabel(column.replace("_", " ") + " (log scale)")
         ax.grid(alpha=0.3)
-    return _png(fig)
+    shown = pd.concat([low, high, value]).dropna()
+    bottom, top = min(0.0, shown.min()) if len(shown) else -1.0, max(0.0, shown.max()) if len(shown) else 1.0
+    pad = (top - bottom) * 0.1 or 1.0
+    axes[0].set_ylim(bottom - pad, top + pad)
+    axes[0].yaxis.set_major_formatter(PercentFormatter(decimals=1))
+    axes[0].set_ylabel("squared error vs naive (95% CI); 0 = naive")
+    return fig
 
 
 def _cell(value) -> str:
@@ -366,14 +456,16 @@ def summary_table(table: pd.DataFrame) -> str:
                                                   else f" <small>{html.escape(str(row['strategy']))}</small>")
         cells = [f'<a href="tearsheets/{html.escape(row["key"])}.html">{name}</a>',
                  _with_interval(row["mse_vs_naive"], row["mse_vs_naive_low"], row["mse_vs_naive_high"], _percent),
-                 _with_interval(row["sharpe"], row["sharpe_ci_low"], row["sharpe_ci_high"], lambda v: f"{v:.2f}"),
+                 _with_interval(row["sharpe"], row["sharpe_ci_low"], row["sharpe_ci_high"], lambda v: f"{v:.2f}")
+                 if row["trades"] > 0 else "–",  # a row that never traded has no Sharpe ratio
                  f"{int(row['trades']):,}", _count(row["trainable_params"]), _seconds(row["train_seconds"]),
                  html.escape(str(row["verdict"])), _scores(row),
                  html.escape("" if pd.isna(row["distribution_verdict"]) else str(row["distribution_verdict"]))]
         tds = "".join(f"<td{_words(h)}>{c}</td>" for h, c in zip(head, cells, strict=True))
         body.append(f'<tr class="{row["kind"]}">{tds}</tr>')
     header = "".join(f'<th{_words(h)} onclick="sortBy(this)">{h}</th>' for h in head)
-    return f'<table id="summary"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (f'<div class="wide"><table id="summary"><thead><tr>{header}</tr></thead><tbody>{"".join(body)}</tbody>'
+            '</table></div>')
 
 
 def _words(head: str) -> str:
@@ -387,31 +479,44 @@ def _scores(row: pd.Series) -> str:
     return f"{row['log_score']:.2f} · {row['crps']:.2f} · {row['coverage_90']:.0%}"
 
 
-def loss_figure(losses: dict[str, list[float]], table: pd.DataFrame) -> str:
-    """Training loss per step of every tuned method, with its validation loss at the end."""
-    fig = Figure(figsize=(11, 3.6))
+def loss_figure(losses: dict[str, list[float]], table: pd.DataFrame, styles: dict[str, dict] | None = None) -> Figure:
+    """Training loss per step of every tuned method, with its validation loss at the end. The y axis leaves out the
+    first steps (scratch starts far above the rest, see ``robust_limits``); the legend sits below the axes."""
+    drawn = {name: curve for name, curve in losses.items() if curve}
+    styles = _styles(drawn, styles)
+    fig = Figure(figsize=(11, 4), layout="constrained")
     ax = fig.subplots()
     validation = table.drop_duplicates("method").set_index("method").get("val_loss", pd.Series(dtype=float))
-    for name, curve in losses.items():
-        if curve:
-            line = ax.plot(range(1, len(curve) + 1), pd.Series(curve).rolling(5, min_periods=1).mean(), label=name)[0]
-            if name in validation and pd.notna(validation[name]):
-                ax.plot([len(curve)], [validation[name]], "o", color=line.get_color())
+    smoothed = {}
+    for name, curve in drawn.items():
+        mean = pd.Series(curve).rolling(5, min_periods=1).mean()
+        smoothed[name] = mean.to_numpy()
+        ax.plot(range(1, len(curve) + 1), mean, label=name, **styles[name])
+        if name in validation and pd.notna(validation[name]):
+            ax.plot([len(curve)], [validation[name]], "o", color=styles[name]["color"])
+    ends = [[validation[name]] for name in drawn if name in validation and pd.notna(validation[name])]
+    low, high = robust_limits([*smoothed.values(), *ends])
+    ax.set_ylim(low, high)
+    ax.set_title(above(smoothed, high), fontsize=8, loc="left")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (training, 5-step mean; dot: validation)")
     ax.grid(alpha=0.3)
-    ax.legend(ncol=6, fontsize=8)
-    return _png(fig)
+    _legend_below(fig, len(drawn))
+    return fig
 
 
-def return_histogram(forecasts: dict[str, pd.DataFrame], threshold_bps: float | None) -> str:
+def return_histogram(forecasts: dict[str, pd.DataFrame], threshold_bps: float | None,
+                     styles: dict[str, dict] | None = None) -> Figure:
     """Forecast returns per method, in basis points, with the strategy's threshold: why a method rarely trades."""
-    fig = Figure(figsize=(11, 3.6))
+    styles = _styles(forecasts, styles)
+    fig = Figure(figsize=(11, 4), layout="constrained")
     ax = fig.subplots()
+    drawn = 0
     for name, frame in forecasts.items():
         edge = (frame["forecast"] / frame["close"] - 1) * 1e4
         if edge.abs().max() > 0:
-            ax.hist(edge.clip(-10, 10), bins=80, histtype="step", label=name)
+            ax.hist(edge.clip(-10, 10), bins=80, histtype="step", label=name, **styles[name])
+            drawn += 1
     if threshold_bps is not None:
         for side in (-threshold_bps, threshold_bps):
             ax.axvline(side, color="black", linestyle="--", linewidth=1)
@@ -419,8 +524,8 @@ def return_histogram(forecasts: dict[str, pd.DataFrame], threshold_bps: float | 
     ax.set_ylabel("bars (log scale)")
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
-    ax.legend(ncol=6, fontsize=8)
-    return _png(fig)
+    _legend_below(fig, drawn)
+    return fig
 
 
 def pretraining_html(answer: dict | None, methods: pd.Series) -> str:
@@ -432,15 +537,16 @@ def pretraining_html(answer: dict | None, methods: pd.Series) -> str:
     rows = answer["rows"].reset_index().to_html(index=False, float_format=lambda v: f"{v:.4g}")
     tests = "".join(f"<li>{answer['best']} vs {c['rival']}: MSE ratio {c['mse_ratio']:.3f}, DM p-value "
                     f"{c['p_value']:.3g} (Holm {c['p_holm']:.3g})</li>" for c in answer["compared"])
-    return f"<p><strong>{html.escape(answer['sentence'])}</strong></p>{rows}<ul>{tests}</ul>"
+    return f"<p><strong>{html.escape(answer['sentence'])}</strong></p><div class=\"wide\">{rows}</div><ul>{tests}</ul>"
 
 
-def distributions_html(forecasts: dict[str, pd.DataFrame]) -> str:
+def distributions_html(forecasts: dict[str, pd.DataFrame], styles: dict[str, dict] | None = None) -> str:
     """The calibration, volatility and fan-chart pictures, or nothing for forecasts without distributions."""
     if not _with_distribution(forecasts):
         return ""
-    return render("distributions.html", calibration_png=calibration_figure(forecasts),
-                  volatility_png=volatility_figure(forecasts), fan_png=fan_chart(forecasts))
+    return render("distributions.html", calibration_png=_png(calibration_figure(forecasts, styles=styles)),
+                  volatility_png=_png(volatility_figure(forecasts, styles=styles)),
+                  fan_png=_png(fan_chart(forecasts, styles=styles)))
 
 
 def folds_html(folds: pd.DataFrame | None) -> str:
@@ -449,28 +555,57 @@ def folds_html(folds: pd.DataFrame | None) -> str:
     shown = folds[["fold", "start", "end", "method", "kind", "mse", "relmae", "directional_accuracy", "sharpe",
                    "total_return", "trades"]]
     return ("<h2>Walk-forward folds</h2><p>The table above pools every fold's test bars; each fold's model was "
-            "tuned on bars before the fold only.</p>" + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
+            "tuned on bars before the fold only.</p><div class=\"wide\">"
+            + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}") + "</div>")
 
 
 def comparison_html(outputs: RunOutputs, side_by_side_note: str = "") -> str:
     """The comparison page: the answer first, a compact table, the full table collapsed, pictures, settings."""
-    table, forecasts, losses, race = outputs.table, outputs.forecasts, outputs.losses, outputs.race
+    table, forecasts, losses = outputs.table, outputs.forecasts, outputs.losses
+    untrained_methods = set(table.loc[pd.to_numeric(table["trainable_params"], errors="coerce") == 0, "method"])
+    race = {name: trials for name, trials in (outputs.race or {}).items() if name not in untrained_methods}
+    losses = {name: curve for name, curve in (losses or {}).items()
+              if name not in untrained_methods and name.rsplit("/", 1)[-1] not in UNTRAINED}
     settings_rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
                             for k, v in outputs.settings.items())
     warns = "".join(f'<p class="warn">Warning: {html.escape(w)}</p>' for w in outputs.warnings)
     headline = "".join(f"<p>{html.escape(line)}</p>" for line in recommendation(table, outputs.reference))
-    losses_html = (f'<h2>Training and validation loss</h2><img src="{loss_figure(losses, table)}" alt="loss curves">'
-                   if losses and any(losses.values()) else "")
-    losses_html += race_html(race, _png(race_figure(race))) if race else ""
     pictured = _distinct(forecasts)
+    styles = page_styles(table, forecasts, losses, race, outputs.equities)
+    losses_html = (f'<h2>Training and validation loss</h2><img src="{_png(loss_figure(losses, table, styles))}" '
+                   'alt="loss curves">' if losses and any(losses.values()) else "")
+    if trained(race):
+        losses_html += race_html(outputs.race or {}, _png(race_figure(race, styles)), untrained_methods)
     return render("comparison.html", style=template("comparison.css"), script=template("sort.js"), warnings=warns,
-                  headline=headline, summary=summary_table(table), metrics=metrics_table(table),
-                  folds=folds_html(outputs.folds),
+                  context=context_line(outputs.settings), headline=headline, summary=summary_table(table),
+                  metrics=metrics_table(table), folds=folds_html(outputs.folds),
                   pretraining=pretraining_html(pretraining_question(table, forecasts), table["method"]),
-                  losses=losses_html, histogram_png=return_histogram(pictured, outputs.threshold_bps),
-                  equity_png=equity_figure({**outputs.equities, BENCHMARK: outputs.benchmark}),
-                  forecast_png=forecast_figure(pictured), cost_png=cost_figure(table), settings=settings_rows,
-                  distributions=distributions_html(pictured), side_by_side=html.escape(side_by_side_note))
+                  losses=losses_html, histogram_png=_png(return_histogram(pictured, outputs.threshold_bps, styles)),
+                  equity_png=_png(equity_figure({**outputs.equities, BENCHMARK: outputs.benchmark}, styles)),
+                  forecast_png=_png(forecast_figure(pictured, styles=styles)),
+                  cost_png=_png(cost_figure(table, styles)),
+                  settings=settings_rows, distributions=distributions_html(pictured, styles),
+                  side_by_side=html.escape(side_by_side_note))
+
+
+def page_styles(table: pd.DataFrame, *named: dict) -> dict[str, dict]:
+    """One colour and line style per method (and per row key, where a run has several strategies), the same in
+    every chart of the page; buy & hold is black and dashed."""
+    names = {*table["method"].astype(str), *table.get("key", pd.Series(dtype=str)).astype(str)}
+    names |= {str(name) for mapping in named for name in mapping}
+    return series_styles(names - {BENCHMARK})
+
+
+def context_line(settings: dict) -> str:
+    """The line under the headline: the data and the strategies the page is about (a combined page names each
+    run's)."""
+    def values(key: str) -> list[str]:
+        found = [str(v) for k, v in settings.items() if k == key or str(k).endswith(f": {key}")]
+        return list(dict.fromkeys(v.strip() for v in found if v))
+    data, strategies = values("data"), values("strategies")
+    parts = ([f"Data: {'; '.join(data)}"] if data else []) + ([f"strategies: {'; '.join(strategies)}"]
+                                                               if strategies else [])
+    return f'<p id="context">{html.escape(" · ".join(parts))}</p>' if parts else ""
 
 
 def _distinct(forecasts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:

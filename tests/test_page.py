@@ -4,10 +4,16 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 
+from llmsignal.backtests import report
+from llmsignal.backtests.race import race_figure, race_findings, race_html, race_table, series_styles
 from llmsignal.backtests.report import recommendation
+from llmsignal.backtests.results import BENCHMARK
 from llmsignal.cli import main
 from llmsignal.compare import compare
 from tests.conftest import synthetic_bars
@@ -39,13 +45,28 @@ def browser():
         launched.close()
 
 
-def _open(browser, path: Path):
-    page = browser.new_page(viewport={"width": 1366, "height": 900})
+def _open(browser, path: Path, width: int = 1366):
+    page = browser.new_page(viewport={"width": width, "height": 900})
     errors = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(path.resolve().as_uri())
     return page, errors
+
+
+@pytest.mark.parametrize("width", [390, 1366])
+def test_the_page_fits_a_phone_and_a_laptop_without_scrolling_sideways(run_folder, browser, width):
+    page, errors = _open(browser, run_folder / "comparison.html", width)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert page.evaluate("document.body.scrollWidth") <= width
+    assert "width=device-width" in page.get_attribute("meta[name=viewport]", "content")
+    for image in page.query_selector_all("img"):  # every picture shrinks to the page
+        assert image.bounding_box()["width"] <= width, image.get_attribute("alt")
+    # the first screen names the data and the strategies
+    context = page.inner_text("#context")
+    box = page.query_selector("#context").bounding_box()
+    assert context.startswith("Data: ") and "strategies: ThresholdStrategy" in context and box["y"] < 900
+    assert errors == []
 
 
 def test_the_page_answers_first_fits_1366_pixels_and_sorts(run_folder, browser):
@@ -132,3 +153,189 @@ def test_every_rows_sharpe_is_its_tearsheets(run_folder):
         # the metrics table's columns: Metric, the benchmark, then the strategy
         shown = float(re.search(r"<td>Sharpe</td>\s*<td>-?[\d.]+</td>\s*<td>(-?[\d.]+)</td>", page).group(1))
         assert shown == pytest.approx(row["sharpe"], abs=0.006), row["method"]
+
+
+# The figures, drawn directly: where each legend sits, how many colours, the y range, the gaps, untrained methods.
+
+
+def _frames(names: list[str], bars: int = 300) -> dict[str, pd.DataFrame]:
+    """Hourly bars over two weekends (FX closes Friday 21:00, reopens Sunday 22:00), with distributions."""
+    hours = pd.date_range("2024-01-03", periods=24 * 21, freq="h")
+    hours = hours[~(((hours.dayofweek == 4) & (hours.hour > 21)) | (hours.dayofweek == 5)
+                    | ((hours.dayofweek == 6) & (hours.hour < 22)))][:bars]
+    rng = np.random.default_rng(0)
+    close = pd.Series(1.1 + np.cumsum(rng.normal(0, 1e-3, len(hours))), hours)
+    frames = {}
+    for i, name in enumerate(names):
+        forecast = close * (1 + rng.normal(0, 2e-4, len(hours)) * (i + 1))
+        sigma = pd.Series(np.abs(rng.normal(1e-3, 2e-4, len(hours))), hours)
+        frame = pd.DataFrame({"close": close, "forecast": forecast, "sigma": sigma})
+        for q, z in zip(report.QUANTILE_LEVELS, (-1.64, -0.67, 0, 0.67, 1.64), strict=True):
+            frame[q] = forecast * (1 + z * sigma)
+        frames[name] = frame
+    return frames
+
+
+def _table(names: list[str]) -> pd.DataFrame:
+    rows = [{"method": name, "kind": "llm", "strategy": "ThresholdStrategy", "key": name,
+             "trainable_params": 0 if name == "zero-shot" else 10 ** (3 + i % 4), "train_seconds": 0.0
+             if name == "zero-shot" else 10.0 + i, "mse": 1e-6, "mse_vs_naive": 0.001 * (i - 1),
+             "mse_vs_naive_low": 0.001 * (i - 1) - 0.002, "mse_vs_naive_high": 0.001 * (i - 1) + 0.002,
+             "val_loss": 1.4 + 0.01 * i} for i, name in enumerate(names)]
+    return pd.DataFrame([*rows, {"method": "naive", "kind": "baseline", "strategy": "ThresholdStrategy",
+                                 "key": "naive", "mse": 1e-6, "mse_vs_naive": 0.0}])
+
+
+def _drawn(fig):
+    FigureCanvasAgg(fig).draw()
+    return fig
+
+
+def _legend_outside_every_axes(fig) -> None:
+    """Every legend is the figure's and lies outside each visible axes' data area (it covers nothing drawn)."""
+    fig = _drawn(fig)
+    assert all(ax.get_legend() is None for ax in fig.axes), "a legend inside the axes"
+    renderer = fig.canvas.get_renderer()
+    for legend in fig.legends:
+        box = legend.get_window_extent(renderer)
+        for ax in fig.axes:
+            if ax.get_visible():
+                area = ax.get_window_extent(renderer)
+                assert not box.overlaps(area), (legend.get_texts()[0].get_text(), box, area)
+
+
+def _series_styles(fig) -> dict[str, tuple[str, str]]:
+    """Each labelled line of the figure's axes: its colour and line style."""
+    return {line.get_label(): (to_hex(line.get_color()), line.get_linestyle()) for ax in fig.axes
+            for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+METHODS = ["adapter", "bitfit", "full", "ia3", "lora", "naive", "drift", "ar", "garch", "scratch", "prefix",
+           "prompt", "climatology"]  # 13: more than the 10 colours matplotlib cycles through
+
+
+@pytest.mark.parametrize("draw", ["equity", "forecast", "volatility", "histogram", "loss", "fan", "race", "cost"])
+def test_every_legend_is_outside_the_data(draw):
+    frames = _frames(METHODS[:6])
+    fig = _figure(draw, frames)
+    _legend_outside_every_axes(fig)
+    if draw not in ("fan", "cost"):
+        assert fig.legends, "no legend"
+
+
+def _figure(draw: str, frames: dict[str, pd.DataFrame], styles=None):
+    names = list(frames)
+    if draw == "equity":
+        curves = {name: frame["forecast"] / frame["forecast"].iloc[0] for name, frame in frames.items()}
+        return report.equity_figure({**curves, BENCHMARK: next(iter(frames.values()))["close"]}, styles)
+    if draw == "forecast":
+        return report.forecast_figure(frames, styles=styles)
+    if draw == "volatility":
+        return report.volatility_figure(frames, styles=styles)
+    if draw == "histogram":
+        return report.return_histogram(frames, 0.5, styles)
+    if draw == "fan":
+        return report.fan_chart(frames, styles=styles)
+    if draw == "loss":
+        return report.loss_figure({name: list(1.5 - 0.001 * np.arange(50) * (i + 1)) for i, name in enumerate(names)},
+                                  _table(names), styles)
+    if draw == "race":
+        return race_figure({name: [_trial(1e-3, [2.8 if name == "scratch" else 1.5, 1.45 - i / 100, 1.4 - i / 100])]
+                            for i, name in enumerate(names)}, styles)
+    return report.cost_figure(_table(names), styles)
+
+
+def _trial(lr, losses, steps=100):
+    curve = [[step, step / 10, loss] for step, loss in zip(np.linspace(0, steps, len(losses)), losses, strict=True)]
+    return {"lr": lr, "val_loss": min(losses), "steps_used": steps, "best_step": steps, "seconds": steps / 10,
+            "val_curve": curve}
+
+
+@pytest.mark.parametrize("draw", ["equity", "forecast", "volatility", "loss", "race"])
+@pytest.mark.parametrize("count", [3, 13, 21])
+def test_one_colour_per_series_the_same_in_every_chart_and_buy_and_hold_black_dashed(draw, count):
+    names = [f"m{i:02d}" for i in range(count)]
+    styles = series_styles(names)
+    drawn = _series_styles(_figure(draw, _frames(names), styles))
+    series = {name: drawn[name] for name in drawn if name.split(" ")[0] in names}
+    assert len(series) == count
+    assert len({colour for colour, _ in series.values()}) == min(count, 20)  # tab20, then line styles
+    assert len(set(series.values())) == count
+    for label, (colour, _) in series.items():  # each method's colour is the page's for it
+        assert colour == to_hex(styles[label.split(" ")[0]]["color"]), label
+    if draw == "equity":
+        assert drawn[BENCHMARK] == ("#000000", "--")
+
+
+def test_the_race_and_loss_axes_show_the_differences_not_scratchs_first_loss():
+    names = ["full", "lora", "scratch"]
+    race = {name: [_trial(1e-3, [2.8 if name == "scratch" else 1.50, 1.46 + i / 50, 1.42 + i / 50])]
+            for i, name in enumerate(names)}
+    low, high = race_figure(race).axes[0].get_ylim()
+    assert high < 2.0 and (1.44 - 1.42) / (high - low) > 0.05
+    losses = {name: [2.8 if name == "scratch" else 1.5] * 3 + list(1.45 - np.arange(60) / 1000 * (i + 1))
+              for i, name in enumerate(names)}
+    low, high = report.loss_figure(losses, _table(names)).axes[0].get_ylim()
+    assert high < 2.0 and 0.06 / (high - low) > 0.2
+
+
+def test_zero_shot_is_not_drawn_or_judged_as_trained():
+    zero = [_trial(1e-3, [1.6, 1.6, 1.6], steps=0), _trial(3e-3, [1.6, 1.6, 1.6], steps=0)]
+    race = {"lora": [_trial(1e-3, [1.5, 1.45, 1.4])], "zero-shot": zero}
+    labels = [line.get_label() for ax in race_figure(race).axes for line in ax.get_lines()]
+    assert not any("zero-shot" in label for label in labels)
+    assert not any("zero-shot" in line for line in race_findings(race))
+    assert set(race_table(race)["method"]) == {"lora"}
+    page = race_html(race, "data:,")
+    assert "Not in the race, trained nothing: zero-shot" in page and "lr 0.001" not in page
+    # named otherwise, a method whose trials took no step is left out the same way
+    assert set(race_table({"lora": race["lora"], "frozen": zero})["method"]) == {"lora"}
+
+
+@pytest.mark.parametrize("draw", ["forecast", "volatility"])
+def test_lines_stop_at_the_weekend(draw):
+    fig = _figure(draw, _frames(["lora", "full"]))
+    for line in fig.axes[0].get_lines():
+        x = pd.DatetimeIndex(line.get_xdata())
+        y = np.asarray(line.get_ydata(), dtype=float)
+        step = pd.Series(x).diff().median()
+        spans = [(b - a) for a, b, ya, yb in zip(x[:-1], x[1:], y[:-1], y[1:], strict=True)
+                 if np.isfinite(ya) and np.isfinite(yb)]
+        assert max(spans) <= report.GAP * step, line.get_label()
+        assert np.isnan(y).any(), line.get_label()  # the two weekends break it
+
+
+def test_the_fan_bands_stop_at_the_weekend():
+    fig = _figure("fan", _frames(["lora"]))
+    bands = fig.axes[0].collections[:2]
+    assert all(len(band.get_paths()) >= 2 for band in bands)  # one polygon per week
+
+
+def test_the_cost_chart_shows_the_error_against_naive_with_intervals_and_no_fake_zero():
+    names = ["full", "lora", "zero-shot"]
+    fig = _drawn(report.cost_figure(_table(names)))
+    params, seconds = fig.axes[:2]
+    labels = {line.get_label() for line in params.get_lines()} | {c.get_label() for c in params.containers}
+    assert "zero-shot" not in labels and {"full", "lora"} <= labels
+    assert "zero-shot" in params.get_title(loc="left")
+    low, high = params.get_ylim()
+    assert low < 0 < high and high - low < 2  # percent: the ±0.3% spread, naive's 0 in view
+    bars = [c for c in params.containers if c.has_yerr]
+    assert len(bars) == 2
+    assert params.get_xscale() == "log"
+    assert min(bar.lines[0].get_xdata()[0] for bar in bars) >= 1000  # no 0 parameters drawn at 10^0
+    assert "zero-shot" in seconds.get_title(loc="left")  # 0 seconds of training: named, not drawn either
+
+
+def test_a_row_that_never_traded_has_no_sharpe_and_the_first_screen_names_data_and_strategies():
+    table = pd.DataFrame([{"method": "naive", "kind": "baseline", "strategy": "T", "key": "naive", "trades": 0,
+                           "sharpe": 0.0, "sharpe_ci_low": 0.0, "sharpe_ci_high": 0.0},
+                          {"method": "lora", "kind": "llm", "strategy": "T", "key": "lora", "trades": 12,
+                           "sharpe": 1.234, "sharpe_ci_low": -0.5, "sharpe_ci_high": 2.0}])
+    cells = re.findall(r"<tr class=\"\w+\">(.*?)</tr>", report.summary_table(table))
+    sharpe = [re.findall(r"<td[^>]*>(.*?)</td>", row)[2] for row in cells]
+    assert sharpe[0] == "–" and sharpe[1].startswith("1.23")
+    line = report.context_line({"data": "EURUSD H1", "strategies": "ThresholdStrategy {'threshold_bps': 0.5}"})
+    assert "Data: EURUSD H1" in line and "strategies: ThresholdStrategy" in line
+    both = report.context_line({"a: data": "x.csv", "b: data": "x.csv", "a: strategies": "T", "b: strategies": "U"})
+    assert "Data: x.csv ·" in both and "strategies: T; U" in both
