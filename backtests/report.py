@@ -36,7 +36,15 @@ from llmsignal.backtests.race import (
     series_styles,
     trained,
 )
-from llmsignal.backtests.results import BENCHMARK, RunOutputs, better, columns, needs_trades, write_atomic
+from llmsignal.backtests.results import (
+    BENCHMARK,
+    RunOutputs,
+    better,
+    cannot_write,
+    columns,
+    needs_trades,
+    write_atomic,
+)
 
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
 
@@ -87,7 +95,7 @@ def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str
                      "<p>The strategy never held a position on these forecasts: no tearsheet.</p>")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with quiet(), tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
+    with cannot_write(path), quiet(), tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
         drawn = Path(folder) / path.name  # quantstats writes in place: the page appears only once it is whole
         qs.reports.html(returns, benchmark=bench, output=str(drawn), title=title, download_filename=path.name,
                         periods_per_year=calendar.periods_per_year, match_dates=False)
@@ -405,7 +413,7 @@ def answer_lines(table: pd.DataFrame, reference: str = "naive") -> list[str]:
         "Sharpe": [f"{s:+.2f}" if t > 0 else "–" for s, t in zip(rows["sharpe"], rows["trades"], strict=True)],
         "trades": rows["trades"].map(lambda v: f"{v:,.0f}"),
         "log score": rows["log_score"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
-        "verdict": rows["verdict"].fillna("").str.slice(0, 60)})
+        "verdict": rows["verdict"].fillna("").str.replace("in the confidence set of the most accurate", "in the MCS")})
     return [*recommendation(table, reference), "", shown.to_string(index=False)]
 
 

@@ -278,6 +278,9 @@ def _threshold(config: RunConfig) -> float | None:
 
 def _trained(name: str, summary: dict, trained_now: bool) -> None:
     """One line per method as soon as its training and forecasts are done (stderr: progress, not the answer)."""
+    if not summary["trainable_params"]:
+        print(f"{name:>10}: the base as it is, nothing trained  val loss {summary['val_loss']:.4f}", file=sys.stderr)
+        return
     steps = "" if pd.isna(summary["steps_used"]) else f"  {summary['steps_used']:.0f} steps"
     print(f"{name:>10}: {summary['trainable_params']:,} trainable  lr {summary['lr']}{steps}  "
           f"{summary['train_seconds']:.0f}s  val loss {summary['val_loss']:.4f}"

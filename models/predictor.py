@@ -29,6 +29,7 @@ basis point.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -142,7 +143,8 @@ class Predictor:
         bars, row_of_bar = np.unique(ends, return_inverse=True)  # each bar once, in order
         batches = self._shared_windows if self.use_tree and self.forecasts_per_pass > 1 else self._one_per_pass
         probs = torch.full((len(bars), 100), float("nan"), dtype=torch.float64)
-        with tqdm(total=len(bars), desc=f"predict {self.name}", unit="bar", leave=False, disable=not progress) as bar:
+        with tqdm(total=len(bars), desc=f"predict {self.name}", unit="bar", leave=False,
+                  disable=not progress or bool(os.environ.get("TQDM_DISABLE"))) as bar:  # -q sets it
             for rows, chunk in batches(bins, bars):
                 probs[rows] = chunk
                 bar.update(len(rows))

@@ -358,3 +358,17 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_any_work(tmp_
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith(f"llmsignal: error: --out {out}")
     assert not (tmp_path / "reg").exists()
+
+
+def test_quiet_shows_no_progress_bar(quick_run, tmp_path):
+    import subprocess
+    import sys
+
+    _, folder, data = quick_run
+    argv = ["predict", "--entry", "bars-lora", "--registry", str(folder / "reg"), "--data", str(data), "--out",
+            str(tmp_path / "p.csv"), "--forecasts-per-pass", "16"]
+    for quiet in (False, True):
+        done = subprocess.run([sys.executable, "-m", "llmsignal", *(["-q"] if quiet else []), *argv],
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert ("bar/s" in done.stderr) is not quiet  # the bar shows without -q, so its absence means something
