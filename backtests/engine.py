@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import backtrader as bt
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from llmsignal.backtests.costs import Costs, swap_cash
-from llmsignal.strategies import LLMSignalStrategy, SignalFeed, signal_frame
+from llmsignal.strategies import LLMSignalStrategy, SignalFeed, StrategyError, signal_frame
 
 
 @dataclass
@@ -87,12 +88,18 @@ def check_strategy(bars: pd.DataFrame, strategy: type[bt.Strategy], params: dict
                    costs: Costs | None = None) -> None:
     """Trade ``strategy`` on the first bars of ``bars`` with made-up forecasts that swing both ways.
 
-    A ``decide`` that raises, returns no number or leaves [-1, 1] fails here as one ``StrategyError``
-    line, before any training, rather than after the registry has been written.
+    A ``decide`` that raises, returns no number or leaves [-1, 1], or an ``__init__`` or ``next`` that raises,
+    fails here as one ``StrategyError`` line, before any training, rather than after the registry has been written.
     """
     sample = bars.iloc[:CHECK_BARS]
     swing = np.where(np.arange(len(sample)) % 2, 1.001, 0.999)
     made_up = pd.DataFrame({"forecast": sample["close"].to_numpy() * swing, "p_up": np.where(swing > 1, 0.8, 0.2),
                             "sigma": np.where(swing > 1, 0.0005, 0.002)}, index=sample.index)
     frame = signal_frame(sample, made_up)
-    run_backtest(frame, strategy, params, costs, extra_feeds={"check": frame})
+    try:
+        run_backtest(frame, strategy, params, costs, extra_feeds={"check": frame})
+    except StrategyError:
+        raise
+    except Exception as error:  # a user's __init__ or next() can fail in any way: one line naming the class
+        where = f"{strategy.__name__} ({inspect.getsourcefile(strategy) or 'unknown file'})"
+        raise StrategyError(f"{where}: raised {type(error).__name__} on sample bars: {error}") from error

@@ -85,6 +85,8 @@ def _method_params(pairs: list[str]) -> dict[str, dict]:
     per_method: dict[str, dict] = {}
     for key, value in _key_values(pairs).items():
         method, dot, name = key.rpartition(".")
+        if dot and method not in METHODS:
+            raise MethodError(f"--param {key}: no method {method!r}; methods: {', '.join(METHODS)}")
         targets = [method] if dot else [m for m, spec in METHODS.items() if name in spec.params or name == "lr"]
         if not targets:
             raise MethodError(f"no method takes parameter {name!r}")
