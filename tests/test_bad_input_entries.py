@@ -18,17 +18,12 @@ from llmsignal.finetune.base import BaseModelError, check_config_sizes
 from llmsignal.models.entries import entry_registry
 from llmsignal.models.registry import Registry, RegistryError, file_sha256
 from tests.conftest import tiny_entries
+from tests.test_bad_input import _one_line
 
 
 def _cli(capsys, *argv) -> tuple[int, str]:
     code = main([str(a) for a in argv])
     return code, capsys.readouterr().err
-
-
-def _one_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("llmsignal: error: "), err[-1500:]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
