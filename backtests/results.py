@@ -127,7 +127,7 @@ def table_of(rows: list[dict]) -> pd.DataFrame:
     if undeclared:
         raise KeyError(f"undeclared result column(s) {', '.join(undeclared)}: add them to results.METRICS")
     present = {k for row in rows for k in row}
-    return pd.DataFrame(rows).reindex(columns=[c for c in [*columns(), *INTERNAL] if c in present or c in columns()])
+    return pd.DataFrame(rows).reindex(columns=[*columns(), *(c for c in INTERNAL if c in present)])
 
 
 def write_atomic(path: Path, content: str | bytes) -> None:
