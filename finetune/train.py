@@ -194,9 +194,11 @@ def train(model: torch.nn.Module, table: TokenTable, train_bins: list[np.ndarray
 
     end = min(until or config.steps, config.steps) if params else start
     # with early stopping the end is not known in advance: the bar counts steps against the cap, with no fake ETA
+    steps = range(start, end)
     with memory, train_step, tqdm(
-            range(start, end), desc=desc + (f" (at most {config.steps} steps)" if config.eval_every else ""),
-            unit="step", initial=start, total=None if config.eval_every else config.steps, leave=False) as bar:
+            iter(steps) if config.eval_every else steps, unit="step", initial=start, leave=False,
+            desc=desc + (f" (at most {config.steps} steps)" if config.eval_every else ""),
+            total=None if config.eval_every else config.steps) as bar:
         if config.eval_every and params and start == 0:
             stopping.observe(model, 0, 0.0, _validation_loss(model, table, val_bins, config))
         for step in bar:

@@ -14,6 +14,7 @@ says what to install in one line.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -62,8 +63,8 @@ class Tracking:
         one line before the run, not a traceback after it."""
         scheme = self.uri.partition("://")[0].partition("+")[0] if "://" in self.uri else ""
         if scheme in ("sqlite", "postgresql", "mysql", "mssql"):
-            try:
-                import sqlalchemy  # noqa: F401
+            try:  # an optional dependency, named at run time: only the full MLflow brings it
+                importlib.import_module("sqlalchemy")
             except ImportError:
                 raise TrackingError(f"--track mlflow:{self.uri}: a database store needs the full MLflow (pip install "
                                     "mlflow); mlflow-skinny, the [mlflow] extra, keeps runs in a folder "

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -273,10 +274,17 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
     state = _read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
 
     def save_checkpoint(step: int, snapshot: dict) -> None:
-        checkpoints.mkdir(parents=True, exist_ok=True)
         tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save(snapshot, tmp)
-        os.replace(tmp, checkpoint_path)
+        try:
+            checkpoints.mkdir(parents=True, exist_ok=True)
+            torch.save(snapshot, tmp)
+            os.replace(tmp, checkpoint_path)
+        except (OSError, RuntimeError) as err:  # a full disk reaches torch's zip writer as a RuntimeError
+            tmp.unlink(missing_ok=True)
+            free = shutil.disk_usage(registry.root).free if registry.root.exists() else 0
+            raise RegistryError(f"{checkpoint_path}: cannot write the checkpoint at step {step} "
+                                f"({str(err).splitlines()[0][:100]}; {free:,} bytes free); the last checkpoint "
+                                "is kept: free space, then --resume") from None
 
     found = search(lambda: get_model(base.model, method, seed=config.seed), table,
                    [codec.to_bins(split.train["close"].to_numpy())],

@@ -25,6 +25,7 @@ truth; ``index.sqlite`` is only a cache of them, so it may be deleted at any tim
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -122,6 +123,11 @@ class Registry:
                 staging.rename(self.root / name / str(version))
                 self._sync_index_quietly()
             return Entry(name, version, self.root / name / str(version), full)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            raise RegistryError(f"{self.root}: cannot save {name} ({err.strerror}); nothing partial was left, and "
+                                "a training's last checkpoint is kept for --resume") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 

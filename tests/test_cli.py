@@ -372,3 +372,18 @@ def test_quiet_shows_no_progress_bar(quick_run, tmp_path):
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]
         assert ("bar/s" in done.stderr) is not quiet  # the bar shows without -q, so its absence means something
+
+
+def test_a_full_registry_disk_is_one_line_and_leaves_no_partial_file(tiny_base, tiny_disk, tmp_path, capsys):
+    from tests.conftest import synthetic_bars
+
+    data = tmp_path / "bars.csv"
+    synthetic_bars(400).to_csv(data)
+    code = main(["train", "--quick", "--method", "full", "--data", str(data), "--base", tiny_base,
+                 "--registry", str(tiny_disk / "reg")])
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if line.startswith("llmsignal:")]  # the rest: the training's bar
+    assert code == 2 and "Traceback" not in err and len(said) == 1, err[-2000:]
+    assert said[0].startswith(f"llmsignal: error: {tiny_disk / 'reg'}") and "bytes free" in said[0]
+    left = [p for p in tiny_disk.rglob("*") if p.is_file()]
+    assert all(not p.name.endswith(".tmp") and not p.parent.name.startswith(".staging") for p in left), left
