@@ -309,13 +309,29 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
     return entry, True
 
 
+SNAPSHOT_KEYS = {"model", "optimizer", "rng", "torch_rng", "step", "losses"}  # what ``train`` resumes from
+PROBE_KEYS = {"trial", "paused", "weights"}  # what ``search`` keeps of each finished probe
+
+
 def _read_checkpoint(path: Path) -> dict:
-    """A checkpoint holds tensors, numbers and strings only: it is read without unpickling any object."""
+    """A checkpoint holds tensors, numbers and strings only: it is read without unpickling any object, and its
+    structure is checked before a training resumes from it."""
     try:
-        return torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
         raise RegistryError(f"{path}: not a checkpoint that llmsignal wrote ({str(err).splitlines()[0][:120]}); "
                             "delete it to train from the start") from None
+    probes = state.get("probes") if isinstance(state, dict) else None
+    if not (isinstance(probes, list) and _snapshot(state.get("train"))
+            and all(isinstance(p, dict) and set(p) >= PROBE_KEYS and _snapshot(p["paused"]) for p in probes)):
+        raise RegistryError(f"{path}: not a checkpoint of a training (its contents have another structure); "
+                            "delete it to train from the start")
+    return state
+
+
+def _snapshot(value: object) -> bool:
+    return value is None or (isinstance(value, dict) and set(value) >= SNAPSHOT_KEYS
+                             and isinstance(value["step"], int) and isinstance(value["model"], dict))
 
 
 def _write_model(model: torch.nn.Module, method: Method, base: Base, folder: Path) -> dict[str, Path]:

@@ -158,6 +158,8 @@ class Registry:
         entry = self.get(ref)
         entry.verify()  # never ship a corrupted entry: the importer would only refuse it
         path = Path(path)
+        if path.is_symlink():  # the export would replace the link, not fill the folder it points to
+            raise RegistryError(f"cannot export {entry.ref} to {path}: it is a symbolic link; give a real folder")
         if path.exists() and not (path.is_dir() and not any(path.iterdir())):
             raise RegistryError(f"cannot export {entry.ref} to {path}: it exists and is not an empty folder")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -716,6 +716,13 @@ def _(c: Ctx) -> Case:
     return Case(["registry", "export", ENTRY, c.tmp / "full", "--registry", c.reg], (str(c.tmp / "full"),))
 
 
+@case("export-to-a-symlinked-folder")
+def _(c: Ctx) -> Case:
+    (c.tmp / "real").mkdir()
+    (c.tmp / "link").symlink_to(c.tmp / "real")
+    return Case(["registry", "export", ENTRY, c.tmp / "link", "--registry", c.reg], ("symbolic link",))
+
+
 @case("import-missing-folder")
 def _(c: Ctx) -> Case:
     return Case(["registry", "import", c.tmp / "gone", "--registry", c.reg], (str(c.tmp / "gone"),))

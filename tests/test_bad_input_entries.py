@@ -360,3 +360,20 @@ def test_a_base_safetensors_header_claiming_2_62_bytes_is_one_line(base, capsys,
     else:
         _header_length_2_62(base / "model.safetensors")
     _base_info_is_refused(capsys, base, f"{base / 'model.safetensors'}: ")
+
+
+@pytest.mark.parametrize("content", [{"a": 1}, [1, 2], {"probes": [], "train": {"step": 3}},
+                                     {"probes": [{"trial": {}}], "train": None},
+                                     {"probes": [], "train": {"model": {}, "optimizer": {}, "rng": {},
+                                                              "torch_rng": 0, "step": "3", "losses": []}}])
+def test_a_checkpoint_of_plain_values_in_another_structure_is_one_line(tmp_path, content):
+    import torch
+
+    from llmsignal.models.entries import _read_checkpoint
+
+    path = tmp_path / "x.pt"
+    torch.save(content, path)
+    with pytest.raises(RegistryError, match="not a checkpoint of a training"):
+        _read_checkpoint(path)
+    torch.save({"probes": [], "train": None}, path)  # a search that checkpointed before its first step
+    assert _read_checkpoint(path) == {"probes": [], "train": None}
