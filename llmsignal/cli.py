@@ -281,6 +281,7 @@ def _loudness(args: argparse.Namespace) -> None:
     """-q: no bars, warnings or library logs; -v: the libraries' own logs too."""
     if args.quiet:
         os.environ["TQDM_DISABLE"] = "1"
+        os.environ["MLFLOW_LOGGING_LEVEL"] = "ERROR"  # MLflow sets its logger's level when it is imported, later
         warnings.simplefilter("ignore")
         for name in ("llmsignal", "transformers", "peft", "ray", "mlflow"):
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -127,3 +127,19 @@ def test_version_and_exit_codes_in_help(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "exit status:" in capsys.readouterr().out
+
+
+def test_quiet_silences_mlflows_own_log_lines(tmp_path):
+    """MLflow sets its logger's level when imported (after -q is read): -q must reach it all the same."""
+    import subprocess
+
+    pytest.importorskip("mlflow")
+    lines = {}
+    for quiet in (False, True):
+        argv = [sys.executable, "-m", "llmsignal", *(["-q"] if quiet else []), "run", "--methods", "nope",
+                "--track", f"mlflow:{tmp_path / f'store-{quiet}'}", "--registry", str(tmp_path / "reg"),
+                "--out", str(tmp_path / "out")]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        lines[quiet] = [line for line in done.stderr.splitlines() if line.strip()]
+        assert done.returncode == 2 and lines[quiet][-1].startswith("llmsignal: error:")
+    assert lines[True] == lines[False][-1:] and len(lines[False]) > 1  # MLflow speaks unless told not to
