@@ -2,6 +2,11 @@
 
 import sys
 
-from llmsignal.cli import main
+try:
+    from llmsignal.cli import main
+except ModuleNotFoundError as missing:  # the repo's folder, found by a Python that llmsignal is not installed in
+    print(f"llmsignal: error: this Python ({sys.executable}) has no installed llmsignal ({missing}); run `make run` "
+          "once, then `.venv/bin/llmsignal` or `.venv/bin/python -m llmsignal`", file=sys.stderr)
+    sys.exit(2)
 
 sys.exit(main())

@@ -91,3 +91,11 @@ def test_the_command_line_starts_without_the_ml_libraries():
                             "'transformers', 'peft', 'backtrader', 'matplotlib'} & set(sys.modules)))"],
                            capture_output=True, text=True, cwd=ROOT)
     assert probe.stdout.strip() == "[]", probe.stdout + probe.stderr
+
+
+def test_python_m_llmsignal_without_the_install_says_what_to_do():
+    """From the repo root, a Python without the install (here: no site-packages) finds the folder llmsignal/ only."""
+    probe = subprocess.run([sys.executable, "-S", "-m", "llmsignal", "--help"], capture_output=True, text=True,
+                           cwd=ROOT, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    lines = probe.stderr.strip().splitlines()
+    assert probe.returncode == 2 and len(lines) == 1 and "make run" in lines[0], probe.stderr
