@@ -1,5 +1,7 @@
 """``llmsignal registry ...`` and the registry's index, removal, export and import; corrupted entries refused."""
 
+import functools
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -16,9 +18,24 @@ from tests.conftest import TINY_CONTEXT as CONTEXT
 from tests.conftest import tiny_entries
 
 
+@functools.cache
+def _weights(tag: bytes) -> bytes:
+    """Real bottleneck-adapter weights for the embedded base (the registry checks every tensor against the base),
+    different bytes for each ``tag``."""
+    import torch
+    from safetensors.torch import save
+
+    from llmsignal.finetune.base import load_base
+    from llmsignal.finetune.methods import get_model, make_method, trainable_state
+
+    torch.manual_seed(int.from_bytes(hashlib.sha256(tag).digest()[:4], "little"))
+    model = get_model(load_base("embedded").model, make_method("adapter"))
+    return save({k: (v + torch.randn_like(v) * 1e-3).contiguous() for k, v in trainable_state(model).items()})
+
+
 def _save(registry, name="m", content=b"weights", **metadata):
     source = registry.root.parent / "source.bin"
-    source.write_bytes(content)
+    source.write_bytes(_weights(content))
     # metadata an entry of this version could be served from (bottleneck adapters keep weights.safetensors)
     return registry.save(name, {WEIGHTS: source}, {"format": ENTRY_FORMAT, "method": "adapter", "method_params": {},
                                                    "codec": {"step": 1e-4, "context": 16},
@@ -98,7 +115,7 @@ def test_export_import_round_trip(registry, tmp_path, capsys):
     code, out, _ = _cli(capsys, "registry", "import", str(out_dir), "--registry", str(other.root))
     imported = other.get("m")
     assert code == 0 and "as m@2" in out and imported.version == 2
-    assert imported.file(WEIGHTS).read_bytes() == b"weights"
+    assert imported.file(WEIGHTS).read_bytes() == _weights(b"weights")
     assert imported.metadata["files"] == entry.metadata["files"] and imported.metadata["request_key"] == "abc"
     assert imported.metadata["imported_from"]["ref"] == "m@1" and imported.metadata["cost"] == {"val_loss": 0.9}
     imported.verify()
