@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import GPT2LMHeadModel
@@ -11,6 +13,15 @@ from llmsignal.finetune.base import embedded_config, embedded_tokenizer
 
 # one thread: tiny models gain nothing from two, and it keeps tests steady on a busy machine
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def restore_environment():
+    """``main(["-q", ...])`` in-process sets variables (as the CLI should) that must not reach later tests."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
