@@ -20,7 +20,14 @@ Placements (Pfeiffer et al. 2020; Houlsby et al. 2019; He et al. 2022):
 - ``pfeiffer``: one adapter on the output of each block's feed-forward, before its residual add;
 - ``houlsby``: one on the attention output and one on the feed-forward output;
 - ``parallel``: one beside the feed-forward, reading its input, its output scaled by ``scaling``
-  and added to the feed-forward's.
+  and added to the feed-forward's;
+- ``attention``: one on the attention output only (an ablation: Houlsby's first half).
+
+The other fields are the knobs ``benchmarks/adapter_ablation.py`` varies: ``init`` ("zero": the down
+projection drawn at std 0.01 and the up projection at zero; "lora": the down projection drawn like
+LoRA's A, Kaiming-uniform, the up projection still zero, so training still starts from the base),
+``activation`` (relu, gelu or identity), ``layer_norm`` (the adapter normalises its own input) and
+``last_blocks`` (adapters in only the last blocks; 0 puts them in every block).
 
 The adapters are ordinary submodules of each block (``transformer.h.<i>.bottleneck_*``), attached
 with forward hooks, so the base's own weights keep their names and stay untouched.
@@ -28,12 +35,15 @@ with forward hooks, so the base's own weights keep their names and stay untouche
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-PLACEMENTS = ("pfeiffer", "houlsby", "parallel")
+PLACEMENTS = ("pfeiffer", "houlsby", "parallel", "attention")
+INITS = ("zero", "lora")
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "identity": nn.Identity}
 
 
 @dataclass(frozen=True)
@@ -41,29 +51,42 @@ class BottleneckConfig:
     placement: str = "pfeiffer"
     reduction_factor: int = 16
     scaling: float = 1.0  # the parallel adapter's output multiplier (4.0 in He et al.)
+    init: str = "zero"
+    activation: str = "relu"
+    layer_norm: bool = False
+    last_blocks: int = 0
 
     def __post_init__(self) -> None:
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"unknown bottleneck placement {self.placement!r}; use one of {', '.join(PLACEMENTS)}")
+        for name, value, allowed in (("placement", self.placement, PLACEMENTS), ("init", self.init, INITS),
+                                     ("activation", self.activation, tuple(ACTIVATIONS))):
+            if value not in allowed:
+                raise ValueError(f"unknown bottleneck {name} {value!r}; use one of {', '.join(allowed)}")
         if self.reduction_factor < 1:
             raise ValueError(f"reduction_factor must be at least 1, got {self.reduction_factor}")
+        if self.last_blocks < 0:
+            raise ValueError(f"last_blocks must be 0 (every block) or more, got {self.last_blocks}")
 
 
 class Bottleneck(nn.Module):
-    """``up(relu(down(x)))``; with ``up`` at zero it adds nothing until trained."""
+    """``up(act(down(x)))``; with ``up`` at zero it adds nothing until trained."""
 
-    def __init__(self, width: int, size: int, scaling: float = 1.0) -> None:
+    def __init__(self, width: int, size: int, config: BottleneckConfig) -> None:
         super().__init__()
+        self.norm = nn.LayerNorm(width) if config.layer_norm else nn.Identity()
         self.down = nn.Linear(width, size)
+        self.act = ACTIVATIONS[config.activation]()
         self.up = nn.Linear(size, width)
-        self.scaling = scaling
-        nn.init.normal_(self.down.weight, std=1e-2)
+        self.scaling = config.scaling
+        if config.init == "lora":  # peft's LoRA A: Kaiming-uniform with a = sqrt(5), nn.Linear's own default
+            nn.init.kaiming_uniform_(self.down.weight, a=math.sqrt(5))
+        else:
+            nn.init.normal_(self.down.weight, std=1e-2)
         nn.init.zeros_(self.down.bias)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(torch.relu(self.down(x))) * self.scaling
+        return self.up(self.act(self.down(self.norm(x)))) * self.scaling
 
     def after(self, module: nn.Module, inputs: tuple, output: torch.Tensor | tuple) -> torch.Tensor | tuple:
         """Forward hook: the sublayer's output plus the adapter of it (attention returns a tuple)."""
@@ -83,17 +106,18 @@ def add_bottlenecks(model: nn.Module, config: BottleneckConfig) -> int:
     width = model.config.n_embd
     size = max(1, width // config.reduction_factor)
     added = 0
-    for block in model.transformer.h:
+    blocks = list(model.transformer.h)
+    for block in blocks[-config.last_blocks:] if config.last_blocks else blocks:
         if config.placement in ("pfeiffer", "houlsby"):
-            block.bottleneck_ffn = Bottleneck(width, size)
+            block.bottleneck_ffn = Bottleneck(width, size, config)
             block.mlp.register_forward_hook(block.bottleneck_ffn.after)
             added += _count(block.bottleneck_ffn)
-        if config.placement == "houlsby":
-            block.bottleneck_attn = Bottleneck(width, size)
+        if config.placement in ("houlsby", "attention"):
+            block.bottleneck_attn = Bottleneck(width, size, config)
             block.attn.register_forward_hook(block.bottleneck_attn.after)
             added += _count(block.bottleneck_attn)
         if config.placement == "parallel":
-            block.bottleneck_ffn = Bottleneck(width, size, config.scaling)
+            block.bottleneck_ffn = Bottleneck(width, size, config)
             block.mlp.register_forward_hook(block.bottleneck_ffn.beside)
             added += _count(block.bottleneck_ffn)
     return added

@@ -6,6 +6,7 @@ import torch
 from llmsignal.data import load_bars
 from llmsignal.finetune.bars import split_bars
 from llmsignal.finetune.base import load_base
+from llmsignal.finetune.bottleneck import BottleneckConfig, add_bottlenecks
 from llmsignal.finetune.codec import PriceCodec
 from llmsignal.finetune.methods import (
     METHODS,
@@ -114,6 +115,26 @@ def test_a_new_bottleneck_adapter_is_the_identity_and_then_learns(base, name):
     loss.backward()
     ups = [p.grad for n, p in model.named_parameters() if n.endswith("up.weight")]
     assert ups and all(g is not None and g.abs().sum() > 0 for g in ups)
+
+
+@pytest.mark.parametrize("knobs", [{"init": "lora"}, {"activation": "gelu"}, {"layer_norm": True},
+                                   {"placement": "attention"}, {"last_blocks": 1}])
+def test_every_ablation_knob_starts_from_the_base_and_sits_where_it_says(base, knobs):
+    """benchmarks/adapter_ablation.py varies these: each still starts as the identity and gets gradients."""
+    model = get_model(base.model, make_method("zero-shot"))
+    add_bottlenecks(model, BottleneckConfig(**knobs))
+    ids = torch.randint(3, 17, (2, 30))
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, base.model(input_ids=ids).logits, rtol=0, atol=0)
+    model(input_ids=ids, labels=ids).loss.backward()
+    learned = [n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    sites = {n.split(".bottleneck_")[0] + "." + n.split(".bottleneck_")[1].split(".")[0] for n in learned}
+    blocks = len(model.transformer.h)
+    where = range(blocks - knobs.get("last_blocks", blocks), blocks)
+    kind = "attn" if knobs.get("placement") == "attention" else "ffn"
+    assert sites == {f"transformer.h.{i}.{kind}" for i in where}
+    down = [p for n, p in model.named_parameters() if n.endswith("down.weight")]
+    assert (max(float(p.std()) for p in down) > 0.03) == (knobs.get("init") == "lora")  # LoRA's A, not std 0.01
 
 
 def test_prompt_tuning_is_offered(base):
