@@ -50,7 +50,7 @@ VARIANTS: dict[str, dict] = {  # each changes one knob of the shipped adapter; "
     "own layer norm": {"layer_norm": True},
     "last 2 blocks": {"last_blocks": 2},
     "lr 1e-2": {"lr": 1e-2},
-    "lora-init, lr 1e-2": {"init": "lora", "lr": 1e-2},
+    "lora-init + lr 1e-2": {"init": "lora", "lr": 1e-2},
 }
 REFERENCES = ("lora", "full")
 ADAPTER_LR = 2e-3  # the shipped adapter's own rate (finetune/methods.py)
