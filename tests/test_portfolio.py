@@ -26,9 +26,12 @@ SWAPPING = Costs(swap_long_pips=-3.0, swap_short_pips=-2.0)  # big enough to sho
 
 @pytest.mark.parametrize("weighting", ["equal", "inverse_sigma"])
 def test_the_account_moves_by_the_sum_of_its_legs_on_every_bar(weighting):
-    legs = {"EURUSD": Leg(frame(1), SWAPPING), "GBPUSD": Leg(frame(2, sigma=2e-3), replace(SWAPPING, spread_pips=2.0,
-                                                                                             commission_per_lot=7.0))}
+    later = frame(2, sigma=2e-3).iloc[60:]  # starts 60 bars after the first: the first trades alone until then
+    legs = {"EURUSD": Leg(frame(1), SWAPPING), "GBPUSD": Leg(later, replace(SWAPPING, spread_pips=2.0,
+                                                                           commission_per_lot=7.0))}
     result = run_portfolio(legs, ThresholdStrategy, {"threshold_bps": 1.0}, weighting=weighting)
+    alone = result.positions.index < later.index[0]
+    assert (result.positions.loc[alone, "EURUSD"] != 0).any() and (result.positions.loc[alone, "GBPUSD"] == 0).all()
     assert (result.positions != 0).any().all()  # both instruments traded
     assert result.legs.iloc[-1].abs().min() > 10  # and made or lost money
     change = result.equity - SWAPPING.cash
