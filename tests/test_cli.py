@@ -25,9 +25,10 @@ def test_run_writes_the_output_contract(quick_run):
     out = folder / "out"
     table = pd.read_csv(out / "comparison.csv")
     # the README's contract, written out here rather than read from the writer's own constant
-    assert list(table.columns[:16]) == ["method", "kind", "strategy", "mse", "mae", "relmae", "mase",
+    assert list(table.columns[:17]) == ["method", "kind", "strategy", "inputs", "mse", "mae", "relmae", "mase",
                                         "directional_accuracy", "da_base_rate", "da_pvalue", "sharpe", "total_return",
                                         "max_drawdown", "trades", "commission", "swap"]
+    assert set(table["inputs"]) == {"close"}
     for column in ("trainable_params", "train_seconds", "peak_memory_mb", "saved_mb", "predict_ms_per_bar",
                    "dm_pvalue", "verdict"):
         assert column in table.columns
@@ -387,3 +388,31 @@ def test_a_full_registry_disk_is_one_line_and_leaves_no_partial_file(tiny_base, 
     assert said[0].startswith(f"llmsignal: error: {tiny_disk / 'reg'}") and "bytes free" in said[0]
     left = [p for p in tiny_disk.rglob("*") if p.is_file()]
     assert all(not p.name.endswith(".tmp") and not p.parent.name.startswith(".staging") for p in left), left
+
+
+def test_close_and_ohlc_inputs_make_a_row_per_method_and_kind(quick_run, tiny_base, tmp_path):
+    """One run tunes each method on closes and on OHLC bars; the close entries of an earlier run are reused as
+    they were, and the page sets the two side by side."""
+    _, folder, data = quick_run
+    registry = folder / "reg"
+    before = {p.name for p in registry.iterdir()}
+    out = tmp_path / "both"
+    assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(registry),
+                 "--out", str(out), "--methods", "full,lora,adapter", "--inputs", "close,ohlc"]) == 0
+    table = pd.read_csv(out / "comparison.csv")
+    tuned = table[table["kind"] == "llm"]
+    assert list(zip(tuned["method"], tuned["inputs"], strict=True)) == [
+        ("full", "close"), ("lora", "close"), ("adapter", "close"),
+        ("full-ohlc", "ohlc"), ("lora-ohlc", "ohlc"), ("adapter-ohlc", "ohlc")]
+    assert set(table.loc[table["kind"] == "baseline", "inputs"]) == {"close"}
+    assert tuned[["log_score", "crps"]].notna().all().all()
+    assert {p.name for p in registry.iterdir()} - before == {"bars-full-ohlc", "bars-lora-ohlc", "bars-adapter-ohlc"}
+    first = pd.read_csv(folder / "out" / "comparison.csv").set_index("method")
+    again = table.set_index("method")
+    for method in ("full", "lora", "adapter"):  # the close rows come from the same entries: the same forecasts
+        assert again.loc[method, "entry"] == first.loc[method, "entry"]
+        assert again.loc[method, "log_score"] == pytest.approx(first.loc[method, "log_score"], rel=1e-12)
+    entry = json.loads((registry / "bars-lora-ohlc" / "1" / "metadata.json").read_text())
+    assert entry["inputs"] == "ohlc" and entry["codec"]["range_step"] > 0
+    page = (out / "comparison.html").read_text()
+    assert "Close against OHLC inputs" in page and "tearsheets/lora-ohlc.html" in page
