@@ -32,8 +32,7 @@ class Series:
     def describe(self) -> dict:
         index = self.closes.index
         return {"name": self.name, "source": self.source, "bars": len(self.closes),
-                "start": str(index[0]), "end": str(index[-1]), "fingerprint": bars_fingerprint(self.closes),
-                "ranges": self.high is not None}
+                "start": str(index[0]), "end": str(index[-1]), "fingerprint": bars_fingerprint(self.closes)}
 
 
 def synthetic_series(seed: int, length: int = 4000) -> list[Series]:
@@ -67,9 +66,10 @@ def synthetic_series(seed: int, length: int = 4000) -> list[Series]:
     for name, r in returns.items():
         closes = 100 * np.exp(np.r_[0, np.cumsum(r)])
         up, down = intrabar_extremes(r, np.broadcast_to(sigmas[name], r.shape), paths)
-        opens = closes[:-1]
-        high = np.r_[closes[0], opens * np.exp(up)]  # the first bar has no path: open = high = low = close
-        low = np.r_[closes[0], opens * np.exp(down)]
+        opens, ends = closes[:-1], closes[1:]
+        # the first bar has no path: open = high = low = close; the others hold their open and close to the last bit
+        high = np.r_[closes[0], np.maximum.reduce([opens * np.exp(up), opens, ends])]
+        low = np.r_[closes[0], np.minimum.reduce([opens * np.exp(down), opens, ends])]
         found.append(Series(f"synthetic_{name}", f"numpy seed {seed}", pd.Series(closes, index),
                             pd.Series(high, index), pd.Series(low, index)))
     return found

@@ -66,7 +66,7 @@ def one_input(text: str) -> str:
     """One of ``close`` or ``ohlc``."""
     kinds = inputs_list(text)
     if len(kinds) > 1:
-        raise argparse.ArgumentTypeError(f"one of {', '.join(INPUTS)}, not {text!r}: an entry reads one kind")
+        raise argparse.ArgumentTypeError(f"one of {', '.join(kinds)}, not {text!r}: an entry reads one kind")
     return kinds[0]
 
 
