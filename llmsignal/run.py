@@ -31,7 +31,7 @@ from llmsignal.finetune.methods import Method, make_method
 from llmsignal.finetune.precision import Precision, resolve_precision
 from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.baselines import BASELINES
-from llmsignal.models.entries import entry_registry, train_entry
+from llmsignal.models.entries import check_window_fits, entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
 from llmsignal.models.registry import Entry
 from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
@@ -160,6 +160,8 @@ def run(config: RunConfig) -> pd.DataFrame:
         if "ohlc" in config.inputs:  # bars without ranges fail now, not after the close-only methods trained
             check_ranges(bars, source)
         base = load_base(config.base)
+        for inputs in config.inputs:  # before any method trains, not when the first ohlc one starts
+            check_window_fits(base, config.context, inputs)
         seen = seen_by_base(base, test["close"])
     for warning in seen:
         print(f"llmsignal: warning: {warning}", file=sys.stderr)

@@ -291,6 +291,7 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
     ``inputs="ohlc"``: the model reads each bar's range beside its return (``PriceCodec``).
     """
     check_name(name)  # before any path is built from it
+    check_window_fits(base, context, inputs)
     key = request_key(split, base, method, config, context, inputs)
     if not force and (existing := find_entry(registry, name, key)):
         return existing, False
@@ -334,6 +335,16 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
         entry = registry.save(name, files, metadata)
     checkpoint_path.unlink(missing_ok=True)
     return entry, True
+
+
+def check_window_fits(base: Base, context: int, inputs: str) -> None:
+    """``BaseModelError`` when a training window of ``context + 1`` bars of ``inputs`` text is longer than the base's
+    positions (ohlc text is five tokens a bar, close text three)."""
+    positions = getattr(base.model.config, "n_positions", None)
+    tokens = (context + 1) * (5 if inputs == "ohlc" else 3)
+    if isinstance(positions, int) and tokens > positions:
+        raise BaseModelError(f"base {base.spec}: a window of {context + 1} bars of {inputs} text is {tokens} tokens, "
+                             f"more than its {positions} positions; use --inputs close or a base with more positions")
 
 
 def fit_codec(split: Split, inputs: str, context: int, data_source: str) -> PriceCodec:
