@@ -164,7 +164,9 @@ def pretraining_question(table: pd.DataFrame, forecasts: dict[str, pd.DataFrame]
     validation losses.
     """
     rows = table.drop_duplicates("method").set_index("method")
-    tuned = rows[(rows["kind"] == "llm") & ~rows.index.isin(["scratch", "zero-shot"])]
+    # with ohlc rows too, scratch-ohlc and zero-shot-ohlc are no more pretrained methods than scratch is
+    untuned = ["scratch", "zero-shot", "scratch-ohlc", "zero-shot-ohlc"]
+    tuned = rows[(rows["kind"] == "llm") & ~rows.index.isin(untuned)]
     baselines = list(rows.index[rows["kind"] == "baseline"])
     if "scratch" not in rows.index or tuned.empty or not baselines or "val_loss" not in rows \
             or tuned["val_loss"].isna().all():

@@ -557,6 +557,26 @@ def distributions_html(forecasts: dict[str, pd.DataFrame], styles: dict[str, dic
                   fan_png=_png(fan_chart(forecasts, styles=styles)))
 
 
+INPUTS_SHOWN = ["log_score", "crps", "coverage_90", "mse", "directional_accuracy", "sharpe"]
+
+
+def inputs_html(table: pd.DataFrame) -> str:
+    """Close against ohlc inputs, per method that has both, under the first strategy; nothing when none has both."""
+    if "inputs" not in table:
+        return ""
+    rows = table[(table["kind"] == "llm") & (table["strategy"] == table["strategy"].iloc[0])].copy()
+    rows["tuned"] = [m.removesuffix(f"-{i}") for m, i in zip(rows["method"], rows["inputs"], strict=True)]
+    both = rows.groupby("tuned")["inputs"].transform("nunique") > 1
+    if not both.any():
+        return ""
+    paired = rows[both].sort_values(["tuned", "inputs"], kind="stable")
+    shown = paired[["tuned", "inputs", *(c for c in INPUTS_SHOWN if c in paired)]].rename(columns={"tuned": "method"})
+    return ("<h2>Close against OHLC inputs</h2><p class=\"note\">Each method tuned twice on the same bars: reading "
+            "closes only, and reading each bar's high–low range too. Higher log score, lower CRPS and coverage near "
+            "0.9 mean a better distribution of the next close.</p><div class=\"wide\">"
+            + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}") + "</div>")
+
+
 def folds_html(folds: pd.DataFrame | None) -> str:
     if folds is None:
         return ""
@@ -586,7 +606,7 @@ def comparison_html(outputs: RunOutputs, side_by_side_note: str = "") -> str:
         losses_html += race_html(outputs.race or {}, _png(race_figure(race, styles)), untrained_methods)
     return render("comparison.html", style=template("comparison.css"), script=template("sort.js"), warnings=warns,
                   context=context_line(outputs.settings), headline=headline, summary=summary_table(table),
-                  metrics=metrics_table(table), folds=folds_html(outputs.folds),
+                  metrics=metrics_table(table), folds=folds_html(outputs.folds), inputs=inputs_html(table),
                   pretraining=pretraining_html(pretraining_question(table, forecasts), table["method"]),
                   losses=losses_html, histogram_png=_png(return_histogram(pictured, outputs.threshold_bps, styles)),
                   equity_png=_png(equity_figure({**outputs.equities, BENCHMARK: outputs.benchmark}, styles)),

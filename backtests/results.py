@@ -33,7 +33,8 @@ import pandas as pd
 
 from llmsignal.backtests.metrics import Calendar
 
-IDENTITY = ["method", "kind", "strategy"]  # what a row is; the metrics follow
+IDENTITY = ["method", "kind", "strategy", "inputs"]  # what a row is; the metrics follow
+INPUTS_DEFAULT = "close"  # the inputs of a row written before rows recorded them: every model read closes only
 BENCHMARK = "buy & hold"  # the equity column of the bars themselves, in equity.csv and every tearsheet
 
 
@@ -117,6 +118,15 @@ def computed(predictions: pd.DataFrame, backtest: Any) -> dict[str, float]:
 def row_key(method: str, strategy: str, strategies: int) -> str:
     """A row's name for its equity column and tearsheet: the method, with the strategy where a run has several."""
     return method if strategies == 1 else f"{method}-{strategy}"
+
+
+def labelled(method: str, inputs: str) -> str:
+    """A tuned row's name: the method for close inputs, ``method-ohlc`` for ohlc (so one run can hold both).
+
+    >>> labelled("lora", "close"), labelled("lora", "ohlc")
+    ('lora', 'lora-ohlc')
+    """
+    return method if inputs == INPUTS_DEFAULT else f"{method}-{inputs}"
 
 
 def table_of(rows: list[dict]) -> pd.DataFrame:
@@ -256,6 +266,8 @@ class RunOutputs:
             raise RunFolderError(f"{folder}: unreadable run files ({str(err).splitlines()[0]})") from None
         if "settings" not in meta:  # a folder written before settings.json held more than the settings
             meta = {"settings": {k: v for k, v in meta.items() if k != "warnings"}, "warnings": meta.get("warnings")}
+        if "inputs" not in found:
+            found.insert(IDENTITY.index("inputs"), "inputs", INPUTS_DEFAULT)
         strategies = found["strategy"].nunique()
         found["key"] = [prefix + row_key(m, s, strategies) for m, s in zip(found["method"], found["strategy"],
                                                                              strict=True)]

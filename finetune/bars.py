@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 PRICE_COLUMNS = ["open", "high", "low", "close"]
+INPUTS = ("close", "ohlc")  # what a model reads of each bar: its close, or its close and its range (codec.py)
 MIN_BARS = 200
 
 
@@ -57,6 +58,38 @@ def check_bars(frame: pd.DataFrame, source: str) -> pd.DataFrame:
         raise DataError(f"{source}: only {len(bars)} bars; at least {MIN_BARS} are needed")
     bars["volume"] = bars["volume"].fillna(0.0)
     return bars
+
+
+def check_ranges(bars: pd.DataFrame, source: str) -> None:
+    """A ``DataError`` naming the first bar whose low is above its open or close, or whose high is below them
+    (bars a model that reads ranges cannot trust), or saying that no bar has a range (close-only data)."""
+    prices = [bars[c].to_numpy(dtype=float) for c in PRICE_COLUMNS]
+    found = range_problem(*prices)
+    if found is not None:
+        position, problem = found
+        raise DataError(f"{source}: bar {bars.index[position]} has {problem}; --inputs ohlc needs consistent bars")
+    if (prices[1] == prices[2]).all():
+        raise DataError(f"{source}: high equals low on every bar: close-only data carries no ranges; "
+                        "use --inputs close")
+
+
+def range_problem(opens: np.ndarray, high: np.ndarray, low: np.ndarray,
+                  close: np.ndarray) -> tuple[int, str] | None:
+    """The position of the first bar whose low is above its open or close, or whose high is below them, and
+    what is wrong with it; None when every bar is consistent.
+
+    >>> range_problem(np.array([1.0, 1.06]), np.array([1.2, 1.1]), np.array([0.9, 1.05]), np.array([1.1, 1.02]))
+    (1, 'its low 1.05 above its close 1.02')
+    """
+    checks = [(low, ">", opens, "low", "open"), (low, ">", close, "low", "close"),
+              (high, "<", opens, "high", "open"), (high, "<", close, "high", "close")]
+    bad = np.column_stack([a > b if sign == ">" else a < b for a, sign, b, _, _ in checks])
+    if not bad.any():
+        return None
+    position = int(np.flatnonzero(bad.any(axis=1))[0])
+    a, sign, b, name, other = checks[int(np.argmax(bad[position]))]
+    where = "above" if sign == ">" else "below"
+    return position, f"its {name} {float(a[position])} {where} its {other} {float(b[position])}"
 
 
 @dataclass(frozen=True)

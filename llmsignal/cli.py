@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 from llmsignal import __version__, cli_serve, cli_sweep
 from llmsignal.cli_args import (
     BUDGETS,
+    ENTRY_INPUTS,
     Checked,
+    inputs_flag,
     positive_int,
     precision_flag,
     seed_int,
@@ -196,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--day-end", default="17:00 America/New_York", metavar="'HH:MM ZONE'",
                      help="where a trading day ends, for Sharpe ratios and tearsheets of intraday bars (default: the "
                           "FX rollover, 17:00 America/New_York; e.g. '16:00 America/New_York' for US stocks)")
+    inputs_flag(run, several=True)
     _prediction_flags(run)
     precision_flag(run, "training and forecasts")
     _strategy_flags(run)
@@ -203,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="tune one method and store the entry in the registry")
     _common(train)
     train.add_argument("--method", required=True)
-    train.add_argument("--name", help="entry name (default: <data>-<method>)")
+    train.add_argument("--name", help="entry name (default: <data>-<method>, <data>-<method>-ohlc for ohlc)")
+    inputs_flag(train)
     precision_flag(train, "training")
     pre = sub.add_parser("pretrain", help="pretrain the embedded base on the offline corpus")
     pre.add_argument("--steps", type=positive_int, default=1200)
@@ -216,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--start", action=Checked, convert=timestamp_text,
                          help="first bar to forecast (default: the entry's test split start)")
     predict.add_argument("--out", type=Path, required=True)
+    inputs_flag(predict, default=None, help_text=ENTRY_INPUTS)
     _prediction_flags(predict)
     precision_flag(predict, "forecasts")
     backtest = sub.add_parser("backtest", help="trade a predictions CSV and write metrics and a tearsheet")
@@ -318,13 +323,13 @@ def run_config(args: argparse.Namespace):
                        strategies=_strategies(args), force=args.force, resume=args.resume,
                        walk_forward=args.walk_forward, rolling=args.rolling,
                        forecasts_per_pass=args.forecasts_per_pass, precision=args.precision, costs=_costs(args),
-                       track=Tracking.parse(args.track), day_end=_day_end(args.day_end))
+                       track=Tracking.parse(args.track), day_end=_day_end(args.day_end), inputs=list(args.inputs))
 
 
 def _train(args: argparse.Namespace) -> int:
-    from llmsignal.backtests.results import check_writable
+    from llmsignal.backtests.results import check_writable, labelled
     from llmsignal.data import DEFAULT_SOURCE, load_bars
-    from llmsignal.finetune.bars import split_bars
+    from llmsignal.finetune.bars import check_ranges, split_bars
     from llmsignal.finetune.base import load_base
     from llmsignal.finetune.methods import make_method
     from llmsignal.models.entries import entry_registry, train_entry
@@ -333,16 +338,20 @@ def _train(args: argparse.Namespace) -> int:
 
     method = make_method(args.method, **_method_params(args.param).get(args.method, {}))
     name = args.name if args.name is not None else f"{Path(args.data).stem.lower() if args.data else 'eurusd'}-" \
-                                                   f"{method.name}"
+                                                   f"{labelled(method.name, args.inputs)}"
     check_name(name)  # before any data is read or anything trained
     check_writable(args.registry, "--registry")
     config = RunConfig(data=args.data, base=args.base, quick=args.quick, seed=args.seed, steps=args.steps,
                        budget=args.budget, precision=args.precision)
     source = args.data or DEFAULT_SOURCE
     warn_precision(config.number_format())
-    split = split_bars(load_bars(args.data), args.test, args.val, config.context, source=source)
+    bars = load_bars(args.data)
+    if args.inputs == "ohlc":
+        check_ranges(bars, source)
+    split = split_bars(bars, args.test, args.val, config.context, source=source)
     entry, trained = train_entry(split, load_base(args.base), method, entry_registry(args.registry), name,
-                                 config.train_config(), source, config.context, args.force, args.resume)
+                                 config.train_config(), source, config.context, args.force, args.resume,
+                                 inputs=args.inputs)
     print(f"{entry.ref} {'trained' if trained else 'already in the registry'}: {entry.path}")
     return 0
 
@@ -362,13 +371,16 @@ def _predict(args: argparse.Namespace) -> int:
 
     from llmsignal.backtests.results import check_writable, write_atomic
     from llmsignal.data import load_bars
-    from llmsignal.finetune.bars import DataError
-    from llmsignal.models.entries import entry_registry
+    from llmsignal.finetune.bars import DataError, check_ranges
+    from llmsignal.models.entries import check_inputs, entry_inputs, entry_registry
     from llmsignal.models.predictor import Predictor
 
     check_writable(args.out.parent, "--out")
     entry = entry_registry(args.registry).get(args.entry)
+    check_inputs(entry, args.inputs)
     bars = load_bars(args.data)
+    if entry_inputs(entry.metadata) == "ohlc":
+        check_ranges(bars, args.data or "EURUSD")
     start = pd.Timestamp(args.start or entry.metadata["split"]["test"][0])
     position = int(bars.index.searchsorted(start))
     if position >= len(bars):

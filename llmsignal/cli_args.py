@@ -50,6 +50,40 @@ def timestamp_text(text: str) -> str:
     return text
 
 
+def inputs_list(text: str) -> list[str]:
+    """``close``, ``ohlc`` or ``close,ohlc``: what the models read of each bar, each kind its own rows."""
+    from llmsignal.finetune.bars import INPUTS  # here, not at start-up: it loads pandas
+
+    kinds = list(dict.fromkeys(part.strip() for part in str(text).split(",") if part.strip()))
+    unknown = [kind for kind in kinds if kind not in INPUTS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"{', '.join(unknown) or repr(text)} is not one of {', '.join(INPUTS)} "
+                                         "(or a comma-separated list of them)")
+    return kinds
+
+
+def one_input(text: str) -> str:
+    """One of ``close`` or ``ohlc``."""
+    kinds = inputs_list(text)
+    if len(kinds) > 1:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(kinds)}, not {text!r}: an entry reads one kind")
+    return kinds[0]
+
+
+ENTRY_INPUTS = "close or ohlc: refuse an entry that reads other inputs (default: whatever the entry was tuned on)"
+
+
+def inputs_flag(parser: argparse.ArgumentParser, several: bool = False, default: str | None = "close",
+                help_text: str | None = None) -> None:
+    """``--inputs``: what each bar gives the model; ``several`` takes a list (a row per method and kind)."""
+    what = ("close (default), ohlc, or close,ohlc for a row per method and kind" if several
+            else "close (default) or ohlc")
+    help_text = help_text or (f"what the models read of each bar: {what}; ohlc adds each bar's high-low range to "
+                              "its return, and needs consistent open/high/low/close bars")
+    parser.add_argument("--inputs", action=Checked, convert=inputs_list if several else one_input,
+                        default=[default] if several and default else default, metavar="KIND", help=help_text)
+
+
 class Checked(argparse.Action):
     """Store ``convert(VALUE)``; a value it refuses is one line, ``llmsignal: error: --flag: why``, and exit status 2.
 

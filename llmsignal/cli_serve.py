@@ -19,7 +19,7 @@ import json
 from functools import partial
 from pathlib import Path
 
-from llmsignal.cli_args import precision_flag, warn_precision
+from llmsignal.cli_args import ENTRY_INPUTS, inputs_flag, precision_flag, warn_precision
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", help="require this key in the X-API-Key header (needed off loopback)")
     precision_flag(serve, "forecasts")
+    inputs_flag(serve, default=None, help_text=ENTRY_INPUTS)
     serve.add_argument("--threshold-bps", type=float, default=0.5,
                        help="forecast return a long/short signal needs, as ThresholdStrategy (default 0.5)")
 
@@ -100,21 +101,23 @@ def _import(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     """Check the address first (cheap), then load and verify the entry, then serve until Ctrl-C."""
-    from llmsignal.models.entries import entry_registry
+    from llmsignal.models.entries import check_inputs, entry_inputs, entry_registry
     from llmsignal.models.predictor import Predictor
     from llmsignal.models.server import check_bind, create_app, serve
     from llmsignal.strategies.threshold import threshold_exposure
 
     check_bind(args.host, args.api_key)
     entry = entry_registry(args.registry).get(args.entry)
+    check_inputs(entry, args.inputs)
     # verifies every file's hash: a corrupted entry stops here
     predictor = Predictor.from_entry(entry, precision=args.precision)
     warn_precision(predictor.number_format)
     app = create_app(entry, predictor, partial(threshold_exposure, threshold_bps=args.threshold_bps),
                      f"ThresholdStrategy(threshold_bps={args.threshold_bps})", api_key=args.api_key,
                      registry=entry_registry(args.registry))
+    ranges = " with open, high and low" if entry_inputs(entry.metadata) == "ohlc" else ""
     print(f"llmsignal: {entry.ref} loaded; POST /predict needs at least "
-          f"{entry.metadata['codec']['context'] + 1} bars", flush=True)
+          f"{entry.metadata['codec']['context'] + 1} bars{ranges}", flush=True)
     serve(app, args.host, args.port, api_key=args.api_key)
     return 0
 

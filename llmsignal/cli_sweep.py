@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from llmsignal.cli_args import positive_int
+from llmsignal.cli_args import inputs_flag, positive_int
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +35,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     sweep.add_argument("--registry", type=Path, default=Path("registry"),
                        help="registry folder shared by the trials (on shared storage for a cluster)")
     sweep.add_argument("--track", metavar="mlflow[:URI]", help="log the sweep to MLflow, one child run per trial")
+    inputs_flag(sweep, several=True, default=None,
+                help_text="close, ohlc or close,ohlc: the inputs every trial runs with, in place of the config's")
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -45,7 +47,10 @@ def _sweep(args: argparse.Namespace) -> int:
     check_writable(args.out, "--out")
     check_writable(args.registry, "--registry")
     tracking = Tracking.parse(args.track)
-    trials = sweep.expand(sweep.load_grid(args.config))
+    grid = sweep.load_grid(args.config)
+    if args.inputs:  # the flag overrides the config's inputs
+        grid.inputs = list(args.inputs)
+    trials = sweep.expand(grid)
     results = sweep.run_sweep(trials, args.out, args.registry, address=args.address, workers=args.workers)
     table, summary = sweep.write_outputs(args.out, results)
     if tracking:  # one child run per trial and strategy

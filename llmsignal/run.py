@@ -23,15 +23,15 @@ from llmsignal.backtests.engine import check_strategy
 from llmsignal.backtests.evaluation import evaluate, significance
 from llmsignal.backtests.metrics import Calendar, mase_scale
 from llmsignal.backtests.report import write_report
-from llmsignal.backtests.results import RunOutputs, check_writable, row_key, table_of, write_atomic
+from llmsignal.backtests.results import RunOutputs, check_writable, labelled, row_key, table_of, write_atomic
 from llmsignal.data import DEFAULT_SOURCE, load_bars
-from llmsignal.finetune.bars import Split, split_bars, walk_forward_splits
+from llmsignal.finetune.bars import Split, check_ranges, split_bars, walk_forward_splits
 from llmsignal.finetune.base import Base, load_base, seen_by_base
 from llmsignal.finetune.methods import Method, make_method
 from llmsignal.finetune.precision import Precision, resolve_precision
 from llmsignal.finetune.train import TrainConfig
 from llmsignal.models.baselines import BASELINES
-from llmsignal.models.entries import entry_registry, train_entry
+from llmsignal.models.entries import check_window_fits, entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
 from llmsignal.models.registry import Entry
 from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
@@ -74,6 +74,7 @@ class RunConfig:
     precision: str = "auto"  # training and forecasts: auto, float32 or bfloat16 (see finetune/precision.py)
     track: Tracking | None = None  # an MLflow sink for the comparison, or none
     day_end: str = "17:00 America/New_York"  # where a trading day ends, for intraday bars
+    inputs: list[str] = field(default_factory=lambda: ["close"])  # what the models read of a bar; each a row
 
     def calendar(self, index: pd.DatetimeIndex) -> Calendar:
         """The trading periods of these bars: days ending at ``day_end``, or each bar for daily and longer bars."""
@@ -130,6 +131,7 @@ class Forecaster:
     trained_now: bool = False  # trained by this run, not taken from the registry
     losses: list[float] = field(default_factory=list)  # the training loss per step (first split's entry)
     race: list[dict] = field(default_factory=list)  # the learning rates its search tried (first split's entry)
+    inputs: str = "close"  # what it reads of each bar: closes, or with "ohlc" each bar's range too
 
 
 def run(config: RunConfig) -> pd.DataFrame:
@@ -155,11 +157,16 @@ def run(config: RunConfig) -> pd.DataFrame:
         calendar = config.calendar(bars.index)
         for _, strategy, params in config.strategies:  # a broken strategy fails now, not after training
             check_strategy(test, strategy, params, config.costs)
+        if "ohlc" in config.inputs:  # bars without ranges fail now, not after the close-only methods trained
+            check_ranges(bars, source)
         base = load_base(config.base)
+        for inputs in config.inputs:  # before any method trains, not when the first ohlc one starts
+            check_window_fits(base, config.context, inputs)
         seen = seen_by_base(base, test["close"])
     for warning in seen:
         print(f"llmsignal: warning: {warning}", file=sys.stderr)
-    forecasters = [_tuned(splits, base, method, config, source, timings) for method in methods]
+    forecasters = [_tuned(splits, base, method, config, source, timings, inputs)
+                   for inputs in config.inputs for method in methods]
     forecasters += [Forecaster(name, "baseline", pd.concat([baseline(s) for s in splits]))
                     for name, baseline in BASELINES.items()]
     rows, equities = [], {}
@@ -173,7 +180,7 @@ def run(config: RunConfig) -> pd.DataFrame:
                                               strategy, params, config.costs,
                                               others if issubclass(strategy, EnsembleStrategy) else None,
                                               scale, calendar, label)
-                rows.append({**row, **forecaster.cost, "key": key})
+                rows.append({**row, **forecaster.cost, "inputs": forecaster.inputs, "key": key})
         significance(rows, {f.name: f.forecasts for f in forecasters}, equities, calendar=calendar)
     table = table_of(rows)
     with timings.stage("backtest"):
@@ -189,16 +196,18 @@ def run(config: RunConfig) -> pd.DataFrame:
 
 
 def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, source: str,
-           timings: Timings) -> Forecaster:
-    """Tune ``method`` on each split (one, or one per walk-forward fold) and forecast its test bars."""
+           timings: Timings, inputs: str = "close") -> Forecaster:
+    """Tune ``method`` reading ``inputs`` on each split (one, or one per walk-forward fold) and forecast its test
+    bars; its rows and entries are named ``method`` for closes and ``method-ohlc`` for ohlc inputs."""
     registry = entry_registry(config.registry)
     stem = Path(config.data).stem.lower() if config.data else "eurusd"
+    name = labelled(method.name, inputs)
     forecasts, costs, losses, races = [], [], [], []
     for split in splits:
         with timings.stage("train"):
-            entry, trained = train_entry(split, base, method, registry, f"{stem}-{method.name}",
+            entry, trained = train_entry(split, base, method, registry, f"{stem}-{name}",
                                          config.train_config(), source, config.context, force=config.force,
-                                         resume=config.resume)
+                                         resume=config.resume, inputs=inputs)
         with timings.stage("predict"):
             cache = registry.root / ".cache"
             frame, ms_per_bar = cached_predictions(entry, split.bars, split.test_start, cache,
@@ -221,8 +230,8 @@ def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, s
                "predict_ms_per_bar_merged": cost["predict_ms_per_bar_merged"].mean(),
                "entry": ",".join(cost["entry"])}
     trained_now = bool(cost["trained_now"].any())
-    _trained(method.name, summary, trained_now)
-    return Forecaster(method.name, "llm", pd.concat(forecasts), summary, trained_now, losses[0], races[0])
+    _trained(name, summary, trained_now)
+    return Forecaster(name, "llm", pd.concat(forecasts), summary, trained_now, losses[0], races[0], inputs)
 
 
 def _per_fold(forecasters: list[Forecaster], splits: list[Split], bars: pd.DataFrame, config: RunConfig,
@@ -249,6 +258,7 @@ def _track(config: RunConfig, outputs: RunOutputs, forecasters: list[Forecaster]
     losses = {f.name: f.losses for f in forecasters}
     children = [{"name": row["key"], "row": row.to_dict(), "losses": losses.get(row["method"]),
                  "params": {"method": row["method"], "kind": row["kind"], "strategy": row["strategy"],
+                            "inputs": row["inputs"],
                             **hyper.get(row["method"], {}), **budget,
                             **{f"strategy.{k}": v for k, v in strategy_params.get(row["strategy"], {}).items()}},
                  "tearsheet": config.out / "tearsheets" / f"{row['key']}.html"} for _, row in table.iterrows()]
@@ -298,6 +308,7 @@ def _outputs(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters
                     f"test {splits[0].dates()['test'][0]} → {splits[-1].dates()['test'][1]}"} if folds is not None
                    else {}),
                 "base": f"{base.spec} ({base.fingerprint})",
+                "inputs": ", ".join(config.inputs),
                 "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
                 "budget": config.describe_budget(), "batch size": train.batch_size, "seed": config.seed,
                 "precision": config.number_format().describe(),

@@ -20,6 +20,7 @@ The CONFIG file (YAML or JSON)::
       - ThresholdStrategy
       - {spec: ProbabilityStrategy, params: {dead_zone: 0.1}, name: prob60}
     base: embedded                        # embedded, gpt2 or a model folder
+    inputs: [close, ohlc]                 # what the models read of each bar (default [close]); each its trials
     budget: {steps: 6, batch_size: 4, quick: true, policy: converged}   # policy: converged (default) or steps
 
 A trial is one method, seed, hyper-parameter setting and data set, run by ``llmsignal.run.run`` into
@@ -53,15 +54,15 @@ import numpy as np
 import pandas as pd
 
 from llmsignal.backtests.report import render, template
-from llmsignal.backtests.results import RunOutputs, strict_json, sweep_metrics, write_atomic
+from llmsignal.backtests.results import INPUTS_DEFAULT, RunOutputs, labelled, strict_json, sweep_metrics, write_atomic
 
 DEFAULT_DATA = "EURUSD"
-KEYS = ("methods", "seeds", "params", "data", "strategies", "base", "budget")
+KEYS = ("methods", "seeds", "params", "data", "strategies", "base", "budget", "inputs")
 BUDGET_KEYS = ("steps", "batch_size", "quick", "policy")
 # per-period (daily) moments of each backtest's returns: what the deflated Sharpe ratio needs, kept in sweep.csv so
 # that the summary can be recomputed from the table alone
 RETURN_STATS = ["daily_sharpe", "daily_obs", "daily_skew", "daily_kurtosis"]
-TRIAL_COLUMNS = ["trial", "method", "seed", "params", "data", "strategy", "status", "error"]
+TRIAL_COLUMNS = ["trial", "method", "inputs", "seed", "params", "data", "strategy", "status", "error"]
 
 
 def columns() -> list[str]:
@@ -88,12 +89,16 @@ class Trial:
     strategies: list[dict[str, Any]]  # {"label", "spec", "params"}, params already typed
     base: str = "embedded"
     budget: dict[str, Any] = field(default_factory=dict)  # RunConfig's steps, batch_size, quick, budget (policy)
+    inputs: str = INPUTS_DEFAULT  # what the model reads of each bar: close, or ohlc
 
     @property
     def id(self) -> str:
         """Readable and stable: the same settings in a later run of the sweep find the same folder."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:8]
-        return f"{self.method}-{data_label(self.data)}-seed{self.seed}-{digest}"
+        fields = asdict(self)
+        if self.inputs == INPUTS_DEFAULT:  # a close-only trial keeps the folder it had before inputs existed
+            del fields["inputs"]
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return f"{labelled(self.method, self.inputs)}-{data_label(self.data)}-seed{self.seed}-{digest}"
 
     def run_config(self, out: Path, registry: Path):
         """The ``llmsignal.run.RunConfig`` of this trial (strategies loaded here, in the process that runs it)."""
@@ -103,7 +108,8 @@ class Trial:
         strategies = [(s["label"], load_strategy(s["spec"]), dict(s["params"])) for s in self.strategies]
         return RunConfig(data=None if self.data == DEFAULT_DATA else self.data, methods=[self.method],
                          base=self.base, registry=registry, out=out, seed=self.seed,
-                         method_params={self.method: dict(self.params)}, strategies=strategies, **self.budget)
+                         method_params={self.method: dict(self.params)}, strategies=strategies,
+                         inputs=[self.inputs], **self.budget)
 
 
 @dataclass
@@ -116,6 +122,7 @@ class Grid:
         default_factory=lambda: [{"label": "ThresholdStrategy", "spec": "ThresholdStrategy", "params": {}}])
     base: str = "embedded"
     budget: dict[str, Any] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=lambda: [INPUTS_DEFAULT])
 
 
 def data_label(data: str) -> str:
@@ -166,7 +173,18 @@ def grid_from_dict(raw: Any, root: Path = Path(".")) -> Grid:
                 data=[_data_path(d, root) for d in _as_list(raw.get("data", [DEFAULT_DATA]), "data")],
                 strategies=_strategy_list(raw.get("strategies", ["ThresholdStrategy"]), root),
                 base=_base(raw.get("base", "embedded"), root),
-                budget=_budget(raw.get("budget") or {}))
+                budget=_budget(raw.get("budget") or {}), inputs=_inputs(raw.get("inputs", [INPUTS_DEFAULT])))
+
+
+def _inputs(value: Any) -> list[str]:
+    import argparse
+
+    from llmsignal.cli_args import inputs_list
+
+    try:
+        return inputs_list(",".join(_text(v, "inputs") for v in _as_list(value, "inputs")))
+    except argparse.ArgumentTypeError as err:
+        raise SweepError(f"inputs: {err}") from None
 
 
 def _as_list(value: Any, key: str) -> list:
@@ -291,9 +309,9 @@ def settings(space: dict[str, list]) -> list[dict[str, Any]]:
 def expand(grid: Grid) -> list[Trial]:
     """The grid's trials: data x method x hyper-parameter setting x seed, duplicates dropped, in that order."""
     trials: dict[str, Trial] = {}
-    for data, method in itertools.product(grid.data, grid.methods):
+    for data, method, inputs in itertools.product(grid.data, grid.methods, grid.inputs):
         for setting, seed in itertools.product(settings(grid.params.get(method, {})), grid.seeds):
-            trial = Trial(method, seed, setting, data, grid.strategies, grid.base, dict(grid.budget))
+            trial = Trial(method, seed, setting, data, grid.strategies, grid.base, dict(grid.budget), inputs)
             trials.setdefault(trial.id, trial)
     return list(trials.values())
 
@@ -511,7 +529,9 @@ def results_table(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     records = []
     for result in results:
         trial = result["trial"]
-        common = {"trial": result["id"], "method": trial["method"], "seed": trial["seed"],
+        inputs = trial.get("inputs", INPUTS_DEFAULT)
+        common = {"trial": result["id"], "method": labelled(trial["method"], inputs), "inputs": inputs,
+                  "seed": trial["seed"],
                   "params": json.dumps(trial["params"], sort_keys=True), "data": trial["data"],
                   "status": result["status"], "error": result["error"], "seconds": result["seconds"]}
         rows = result["rows"] or [{"strategy": s["label"]} for s in trial["strategies"]]

@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from llmsignal.finetune.bars import DataError, Split
+from llmsignal.finetune.bars import INPUTS, DataError, Split, check_ranges
 from llmsignal.finetune.base import (
     MAX_CONFIG_SIZES,
     Base,
@@ -64,17 +64,27 @@ ARCHITECTURE_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_positions",
 ENTRY_FORMAT = 2  # 1: llmsignal 0.1, the adapters library's layout
 
 
-def frame_fingerprint(bars: pd.DataFrame) -> str:
+def frame_fingerprint(bars: pd.DataFrame, inputs: str = "close") -> str:
+    """A hash of the bars' times and of the prices ``inputs`` reads (closes; highs and lows too with ohlc)."""
     digest = hashlib.sha256(bars.index.asi8.tobytes() if hasattr(bars.index, "asi8") else b"")
-    digest.update(np.ascontiguousarray(bars["close"].to_numpy(dtype=np.float64)).tobytes())
+    for column in ("close", "high", "low") if inputs == "ohlc" else ("close",):
+        digest.update(np.ascontiguousarray(bars[column].to_numpy(dtype=np.float64)).tobytes())
     return digest.hexdigest()[:16]
 
 
-def request_key(split: Split, base: Base, method: Method, config: TrainConfig, context: int) -> str:
-    request = {"data": frame_fingerprint(split.bars), "val_start": split.val_start, "test_start": split.test_start,
-               "base": base.fingerprint, "method": method.name, "params": method.params, "lr": method.lr,
-               "train": config.to_dict(), "context": context}
+def request_key(split: Split, base: Base, method: Method, config: TrainConfig, context: int,
+                inputs: str = "close") -> str:
+    request = {"data": frame_fingerprint(split.bars, inputs), "val_start": split.val_start,
+               "test_start": split.test_start, "base": base.fingerprint, "method": method.name,
+               "params": method.params, "lr": method.lr, "train": config.to_dict(), "context": context,
+               **({"inputs": inputs} if inputs != "close" else {})}  # a close-only request keeps its old key
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def entry_inputs(meta: dict) -> str:
+    """What an entry's model reads of each bar: "close" (every entry saved before ohlc inputs) or "ohlc"."""
+    codec = meta.get("codec")
+    return str(codec.get("inputs", "close")) if isinstance(codec, dict) else "close"
 
 
 def find_entry(registry: Registry, name: str, key: str) -> Entry | None:
@@ -89,7 +99,15 @@ def find_entry(registry: Registry, name: str, key: str) -> Entry | None:
     return None
 
 
-MAX_CONTEXT = (1024 - 10) // 3  # GPT-2's 1,024 positions hold a prompt of 3 tokens a value plus 10 candidates
+def check_inputs(entry: Entry, inputs: str | None) -> None:
+    """``RegistryError`` when ``inputs`` is given and is not what ``entry`` reads (``--inputs`` of predict, serve)."""
+    if inputs is not None and inputs != entry_inputs(entry.metadata):
+        raise RegistryError(f"entry {entry.ref} reads {entry_inputs(entry.metadata)} inputs, not {inputs}; "
+                            f"drop --inputs or pick an entry tuned with --inputs {inputs}")
+
+
+MAX_POSITIONS = 1024  # GPT-2's: they hold a prompt of 3 tokens a bar (5 with ohlc) plus 10 candidates
+MAX_CONTEXT = (MAX_POSITIONS - 10) // 3
 
 
 def check_entry_metadata(meta: dict) -> tuple[Method, PriceCodec]:
@@ -111,8 +129,16 @@ def check_entry_metadata(meta: dict) -> tuple[Method, PriceCodec]:
         raise RegistryError(f"metadata cannot be served: {err}") from None
     if not (isinstance(codec.step, int | float) and math.isfinite(codec.step) and codec.step > 0):
         raise RegistryError(f"metadata cannot be served: codec step {codec.step!r} is not a positive number")
-    if not (isinstance(codec.context, int) and 1 <= codec.context <= MAX_CONTEXT):
-        raise RegistryError(f"metadata cannot be served: codec context {codec.context!r} is not 1 to {MAX_CONTEXT}")
+    if codec.inputs not in INPUTS:
+        raise RegistryError(f"metadata cannot be served: codec inputs {codec.inputs!r} is not one of "
+                            f"{', '.join(INPUTS)}")
+    if codec.inputs == "ohlc" and not (isinstance(codec.range_step, int | float) and math.isfinite(codec.range_step)
+                                       and codec.range_step > 0):
+        raise RegistryError(f"metadata cannot be served: codec range_step {codec.range_step!r} is not a positive "
+                            "number")
+    most = (MAX_POSITIONS - 10) // (2 * codec.fields + 1)
+    if not (isinstance(codec.context, int) and 1 <= codec.context <= most):
+        raise RegistryError(f"metadata cannot be served: codec context {codec.context!r} is not 1 to {most}")
     if method.trainable and not _dict(meta, "files"):
         raise RegistryError(f"metadata cannot be served: a {method.name} entry with no files")
     if not isinstance(meta.get("base"), str) or not isinstance(_dict(meta, "train_config").get("seed"), int):
@@ -258,17 +284,19 @@ def entry_registry(root: str | Path) -> Registry:
 
 
 def train_entry(split: Split, base: Base, method: Method, registry: Registry, name: str, config: TrainConfig,
-                data_source: str, context: int = 48, force: bool = False, resume: bool = False) -> tuple[Entry, bool]:
-    """The registry entry for this request, trained now unless it exists; True when trained."""
+                data_source: str, context: int = 48, force: bool = False, resume: bool = False,
+                inputs: str = "close") -> tuple[Entry, bool]:
+    """The registry entry for this request, trained now unless it exists; True when trained.
+
+    ``inputs="ohlc"``: the model reads each bar's range beside its return (``PriceCodec``).
+    """
     check_name(name)  # before any path is built from it
-    key = request_key(split, base, method, config, context)
+    check_window_fits(base, context, inputs)
+    key = request_key(split, base, method, config, context, inputs)
     if not force and (existing := find_entry(registry, name, key)):
         return existing, False
-    try:
-        codec = PriceCodec.fit(split.train["close"].to_numpy(), context=context)
-    except ValueError as err:
-        raise DataError(f"{data_source}: {err} in the training split") from None
-    table = TokenTable(base.tokenizer)
+    codec = fit_codec(split, inputs, context, data_source)
+    table = TokenTable(base.tokenizer, codec.fields)
     checkpoints = registry.root / ".checkpoints"
     checkpoint_path = checkpoints / f"{name}-{key}.pt"
     state = _read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
@@ -287,8 +315,7 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
                                 "is kept: free space, then --resume") from None
 
     found = search(lambda: get_model(base.model, method, seed=config.seed), table,
-                   [codec.to_bins(split.train["close"].to_numpy())],
-                   [codec.to_bins(split.bars["close"].to_numpy()[split.val_start - 1:split.test_start])],
+                   [_bins(codec, split.train)], [_bins(codec, split.bars.iloc[split.val_start - 1:split.test_start])],
                    config, [method.lr * f for f in config.lr_factors], desc=f"train {method.name}",
                    checkpoint=save_checkpoint, resume=state)
     model, result = found.model, found.result
@@ -297,7 +324,8 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
         metadata = {
             "format": ENTRY_FORMAT, "method": method.name, "method_params": method.params, "lr": found.lr,
             "base": base.spec, "base_fingerprint": base.fingerprint, "codec": codec.to_dict(),
-            "data": data_source, "data_fingerprint": frame_fingerprint(split.bars), "split": split.dates(),
+            "inputs": codec.inputs,
+            "data": data_source, "data_fingerprint": frame_fingerprint(split.bars, inputs), "split": split.dates(),
             "train_config": config.to_dict(), "request_key": key,
             "cost": {**{k: v for k, v in asdict(result).items() if k not in ("loss_history", "val_curve")},
                      "saved_mb": sum(f.stat().st_size for f in files.values()) / 2**20},
@@ -307,6 +335,33 @@ def train_entry(split: Split, base: Base, method: Method, registry: Registry, na
         entry = registry.save(name, files, metadata)
     checkpoint_path.unlink(missing_ok=True)
     return entry, True
+
+
+def check_window_fits(base: Base, context: int, inputs: str) -> None:
+    """``BaseModelError`` when a training window of ``context + 1`` bars of ``inputs`` text is longer than the base's
+    positions (ohlc text is five tokens a bar, close text three)."""
+    positions = getattr(base.model.config, "n_positions", None)
+    tokens = (context + 1) * (5 if inputs == "ohlc" else 3)
+    if isinstance(positions, int) and tokens > positions:
+        raise BaseModelError(f"base {base.spec}: a window of {context + 1} bars of {inputs} text is {tokens} tokens, "
+                             f"more than its {positions} positions; use --inputs close or a base with more positions")
+
+
+def fit_codec(split: Split, inputs: str, context: int, data_source: str) -> PriceCodec:
+    """The codec of an entry, fitted on the training split only; a ``DataError`` for bars it cannot read."""
+    train = split.train
+    if inputs == "ohlc":
+        check_ranges(split.bars, data_source)
+    ranges = {"high": train["high"].to_numpy(), "low": train["low"].to_numpy()} if inputs == "ohlc" else {}
+    try:
+        return PriceCodec.fit(train["close"].to_numpy(), context=context, **ranges)
+    except ValueError as err:
+        raise DataError(f"{data_source}: {err} in the training split") from None
+
+
+def _bins(codec: PriceCodec, bars: pd.DataFrame) -> np.ndarray:
+    ranges = {"high": bars["high"].to_numpy(), "low": bars["low"].to_numpy()} if codec.inputs == "ohlc" else {}
+    return codec.bar_bins(bars["close"].to_numpy(), **ranges)
 
 
 SNAPSHOT_KEYS = {"model", "optimizer", "rng", "torch_rng", "step", "losses"}  # what ``train`` resumes from

@@ -25,6 +25,10 @@ pass of k bars costs ``3 * context + 10 * k`` tokens instead of k times
 ``precision="bfloat16"`` runs the model under autocast: about twice as fast on
 CPUs with AMX or AVX-512 BF16, and off from float32 by a few hundredths of a
 basis point.
+
+An entry tuned with ``inputs="ohlc"`` reads each bar's high and low too (``describe(closes, ends, high=...,
+low=...)``); its text still ends with the separator after bar ``t``, so the same candidates score the next
+return, and the fast paths above work as they do for closes (each bar costs five tokens instead of three).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from llmsignal.finetune.codec import TOKENS_PER_VALUE, PriceCodec, TokenTable
+from llmsignal.finetune.codec import PriceCodec, TokenTable
 from llmsignal.finetune.precision import PrecisionError, autocast, device, resolve_precision
 from llmsignal.models.distribution import binned_frame
 from llmsignal.models.entries import frame_fingerprint, load_entry_model
@@ -66,7 +70,7 @@ class Predictor:
         except PrecisionError as err:
             raise PredictionError(str(err)) from None
         self.model = model.to(device()).eval()
-        self.table = TokenTable(tokenizer)
+        self.table = TokenTable(tokenizer, codec.fields)
         self.codec = codec
         self.batch_size = batch_size
         self.name = name
@@ -97,12 +101,13 @@ class Predictor:
         Point ``j`` reads the window up to value ``width - points + j`` only; needs a model whose
         attention the mask fully describes (``use_tree``).
         """
-        if not 1 <= points <= np.shape(windows)[-1]:
-            raise PredictionError(f"a window of {np.shape(windows)[-1]} values has no {points} forecast points")
+        if not 1 <= points <= np.shape(windows)[1]:
+            raise PredictionError(f"a window of {np.shape(windows)[1]} values has no {points} forecast points")
         ids = self.table.ids(windows).to(device())
         digits = self.table.digits.to(device())
         batch, length = ids.shape
-        separators = torch.arange(length - TOKENS_PER_VALUE * (points - 1) - 1, length, TOKENS_PER_VALUE,
+        per_bar = self.table.tokens_per_bar
+        separators = torch.arange(length - per_bar * (points - 1) - 1, length, per_bar,
                                   device=ids.device)  # where each point's prompt ends
         mask, positions = _candidate_mask(length, separators)
         read = torch.cat([separators, torch.arange(length, length + 10 * points, device=ids.device)])
@@ -130,8 +135,10 @@ class Predictor:
         k = self.forecasts_per_pass
         return self.codec.context - k + 1 + np.asarray(ends) % k
 
-    def probabilities(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False) -> np.ndarray:
-        """The 100 bin probabilities of the next return after each bar index in ``ends``, from closes up to it only."""
+    def probabilities(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False,
+                      high: np.ndarray | None = None, low: np.ndarray | None = None) -> np.ndarray:
+        """The 100 bin probabilities of the next return after each bar index in ``ends``, from bars up to it only
+        (closes, and with an ohlc entry the same bars' ``high`` and ``low``)."""
         closes = np.asarray(closes, dtype=float)
         ends = np.asarray(ends, dtype=int)
         context = self.codec.context
@@ -139,7 +146,10 @@ class Predictor:
             raise PredictionError(f"a forecast needs {context + 1} closes; bar {ends.min()} has only {ends.min() + 1}")
         if len(ends) and ends.max() >= len(closes):
             raise PredictionError(f"bar {ends.max()} is past the last of {len(closes)} closes")
-        bins = self.codec.to_bins(closes)  # bins[i] is the return from close i to close i+1
+        try:
+            bins = self.codec.bar_bins(closes, high, low)  # bins[i]: the return from close i to close i+1 (, range)
+        except ValueError as err:
+            raise PredictionError(f"{self.name}: {err}") from None
         bars, row_of_bar = np.unique(ends, return_inverse=True)  # each bar once, in order
         batches = self._shared_windows if self.use_tree and self.forecasts_per_pass > 1 else self._one_per_pass
         probs = torch.full((len(bars), 100), float("nan"), dtype=torch.float64)
@@ -150,15 +160,17 @@ class Predictor:
                 bar.update(len(rows))
         return probs[row_of_bar].numpy()
 
-    def describe(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False) -> pd.DataFrame:
+    def describe(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False,
+                 high: np.ndarray | None = None, low: np.ndarray | None = None) -> pd.DataFrame:
         """The forecast frame (``llmsignal.models.distribution``) of each bar index in ``ends``: one row each."""
         ends = np.asarray(ends, dtype=int)
-        probs = self.probabilities(closes, ends, progress)
+        probs = self.probabilities(closes, ends, progress, high, low)
         return binned_frame(np.asarray(closes, dtype=float)[ends], probs, self.codec.step)
 
-    def forecast(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Next-close forecast and P(up) for each bar index in ``ends``, from closes up to that bar only."""
-        frame = self.describe(closes, ends, progress)
+    def forecast(self, closes: np.ndarray, ends: np.ndarray, progress: bool = False, high: np.ndarray | None = None,
+                 low: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Next-close forecast and P(up) for each bar index in ``ends``, from bars up to that bar only."""
+        frame = self.describe(closes, ends, progress, high, low)
         return frame["forecast"].to_numpy(), frame["p_up"].to_numpy()
 
     def _one_per_pass(self, bins: np.ndarray, bars: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
@@ -179,7 +191,7 @@ class Predictor:
         full = groups[groups * k + k - 1 <= last_close]
         # as many windows as keep the attention scores of a pass (quadratic in its length) the size of
         # ``batch_size`` one-forecast prompts': past that, they outgrow the cache and a pass gets slower per bar
-        prompt = TOKENS_PER_VALUE * context
+        prompt = self.table.tokens_per_bar * context
         per_pass = max(1, self.batch_size * (prompt + 10) ** 2 // (prompt + 10 * k) ** 2)
         for i in range(0, len(full), per_pass):
             first_bars = full[i:i + per_pass] * k
@@ -193,7 +205,8 @@ class Predictor:
 
     def predict(self, bars: pd.DataFrame, start: int, progress: bool = True) -> pd.DataFrame:
         """The forecast frame of every bar from position ``start`` to the end of ``bars``, indexed by their times."""
-        frame = self.describe(bars["close"].to_numpy(), np.arange(start, len(bars)), progress=progress)
+        ranges = {k: bars[k].to_numpy() for k in ("high", "low")} if self.codec.inputs == "ohlc" else {}
+        frame = self.describe(bars["close"].to_numpy(), np.arange(start, len(bars)), progress=progress, **ranges)
         return frame.set_axis(bars.index[start:])
 
     def _tree_is_exact(self) -> bool:
@@ -203,7 +216,8 @@ class Predictor:
         attention implementations cannot take a pass longer than the model's positions.
         """
         k, context = self.forecasts_per_pass, self.codec.context
-        windows = np.random.default_rng(0).integers(40, 60, size=(2, context))
+        shape = (2, context) if self.codec.fields == 1 else (2, context, self.codec.fields)
+        windows = np.random.default_rng(0).integers(40, 60, size=shape)
         try:
             shared = self.window_distribution(windows, k)
         except (RuntimeError, ValueError, TypeError, IndexError):
@@ -259,7 +273,8 @@ def cached_predictions(entry: Entry, bars: pd.DataFrame, start: int, cache_dir: 
     precision = resolve_precision(precision).name  # the cache names what ran, never "auto"
     options = f"{'-merged' if merge else ''}{f'-k{forecasts_per_pass}' if forecasts_per_pass > 1 else ''}" + (
         f"-{precision}" if precision != "float32" else "")
-    path = Path(cache_dir) / (f"{entry.name}-{entry.version}-{frame_fingerprint(bars)}-{start}{options}"
+    fingerprint = frame_fingerprint(bars, entry.metadata["codec"].get("inputs", "close"))
+    path = Path(cache_dir) / (f"{entry.name}-{entry.version}-{fingerprint}-{start}{options}"
                               f"-v{CACHE_VERSION}.csv")
     if path.exists():
         cached = pd.read_csv(path, index_col=0, parse_dates=[0])

@@ -10,8 +10,12 @@
                      "q05": 1.10294, "q25": 1.10394, "q50": 1.10463, "q75": 1.10532, "q95": 1.10632}
     GET  /entries   the registry's entries          GET /health     liveness          GET /docs    OpenAPI
 
+An entry tuned with ``--inputs ohlc`` needs ``high`` and ``low`` too (``open`` is checked when sent):
+GET /health says which (``inputs``). Any bar sent with its low above its open or close, or its high below
+them, is a 422 naming the bar.
+
 The forecast is the entry's next-close forecast for the last bar sent, computed from
-the closes in the request only (so it cannot look ahead), with ``sigma`` (standard deviation
+the bars in the request only (so it cannot look ahead), with ``sigma`` (standard deviation
 of the next log-return) and the quantiles ``q05 .. q95`` of the next close from the same
 100-bin distribution; ``signal`` is the
 strategy rule given to ``create_app`` (``llmsignal serve`` gives ThresholdStrategy's,
@@ -46,7 +50,9 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
+from llmsignal.finetune.bars import range_problem
 from llmsignal.models.distribution import QUANTILES
+from llmsignal.models.entries import entry_inputs
 from llmsignal.models.predictor import Predictor
 from llmsignal.models.registry import Entry, Registry
 
@@ -140,6 +146,7 @@ def create_app(entry: Entry, predictor: Predictor, decide: Callable[[float], flo
     """
     registry = registry or Registry(entry.path.parent.parent)
     context = int(entry.metadata["codec"]["context"])
+    inputs = entry_inputs(entry.metadata)
     model_lock = threading.Lock()
     app = FastAPI(title="llmsignal prediction server", version="1",
                   description=f"Next-close forecasts and trade signals from registry entry {entry.ref}.")
@@ -150,7 +157,8 @@ def create_app(entry: Entry, predictor: Predictor, decide: Callable[[float], flo
     @app.get("/health")
     def health() -> dict:
         """Liveness, the entry served, and the fewest bars /predict accepts (open, even with an API key)."""
-        return {"status": "ok", "entry": entry.ref, "min_bars": context + 1, "signal_rule": rule}
+        return {"status": "ok", "entry": entry.ref, "min_bars": context + 1, "signal_rule": rule,
+                "inputs": inputs, "fields": ["timestamps", "close", *(("high", "low") if inputs == "ohlc" else ())]}
 
     @app.get("/entries", dependencies=[Depends(require_key)])
     def entries() -> dict:
@@ -166,8 +174,9 @@ def create_app(entry: Entry, predictor: Predictor, decide: Callable[[float], flo
     def predict(request: PredictRequest) -> PredictResponse:
         """The next-close forecast, P(up), signal, sigma and quantiles for the last bar of ``request``."""
         closes = _checked_closes(request, context)
+        ranges = _checked_ranges(request, inputs)
         with model_lock:  # one request at a time on the model; FastAPI runs this in its thread pool
-            row = predictor.describe(closes, np.array([len(closes) - 1])).iloc[0]
+            row = predictor.describe(closes, np.array([len(closes) - 1]), **ranges).iloc[0]
         forecast, p_up, close = float(row["forecast"]), float(row["p_up"]), float(closes[-1])
         quantiles = {name: float(row[name]) for name in QUANTILES}
         if not all(math.isfinite(v) and v > 0 for v in (forecast, *quantiles.values())) or not math.isfinite(p_up):
@@ -204,6 +213,28 @@ def _checked_closes(request: PredictRequest, context: int) -> np.ndarray:
                                      f"({request.timestamps[i]!r}) {problem} timestamps[{i - 1}] "
                                      f"({request.timestamps[i - 1]!r})")
     return np.asarray(request.close, dtype=float)
+
+
+def _checked_ranges(request: PredictRequest, inputs: str) -> dict[str, np.ndarray]:
+    """``high`` and ``low`` for an ohlc entry (a 422 when missing); a 422 naming the first bar whose low is above
+    its open or close or whose high is below them, whatever the entry reads."""
+    if inputs == "ohlc":
+        missing = [name for name in ("high", "low") if getattr(request, name) is None]
+        if missing:
+            raise HTTPException(422, f"this entry reads each bar's range: send {' and '.join(missing)} too "
+                                     "(one value per bar, like close)")
+    close = np.asarray(request.close, dtype=float)
+    given = {name: np.asarray(values, dtype=float) for name in ("open", "high", "low")
+             if (values := getattr(request, name)) is not None}
+    opens = given.get("open", close)
+    # a price not sent stands in as the one that cannot be wrong: only what was sent is judged
+    high, low = given.get("high", np.maximum(opens, close)), given.get("low", np.minimum(opens, close))
+    found = range_problem(opens, high, low, close)
+    if found is not None:
+        position, problem = found
+        raise HTTPException(422, f"bar {position} ({request.timestamps[position]!r}) has {problem}: a bar's low "
+                                 "is at most its open and close, its high at least them")
+    return {"high": given["high"], "low": given["low"]} if inputs == "ohlc" else {}
 
 
 def _check_api_key(api_key: str | None) -> None:

@@ -46,7 +46,7 @@ def bars_csv(tmp_path) -> str:
 TINY_CONTEXT = 16
 
 
-def tiny_entries(folder, base_path: str, methods=("lora",), bars: int = 500, prefix: str = "t"):
+def tiny_entries(folder, base_path: str, methods=("lora",), bars: int = 500, prefix: str = "t", inputs: str = "close"):
     """Train each method for three steps on synthetic bars saved in ``folder``; returns (entries, split, csv)."""
     from llmsignal.data import load_bars
     from llmsignal.finetune.bars import split_bars
@@ -62,5 +62,5 @@ def tiny_entries(folder, base_path: str, methods=("lora",), bars: int = 500, pre
     base, registry = load_base(base_path), Registry(folder / "reg")
     config = TrainConfig(steps=3, batch_size=4, window=TINY_CONTEXT + 1)
     entries = {m: train_entry(split, base, make_method(m), registry, f"{prefix}-{m}", config, str(path),
-                              TINY_CONTEXT)[0] for m in methods}
+                              TINY_CONTEXT, inputs=inputs)[0] for m in methods}
     return entries, split, path

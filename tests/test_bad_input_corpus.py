@@ -158,6 +158,41 @@ def _(c: Ctx) -> Case:
     return Case(c.train("--data", path), (str(path), "missing column(s) close"))
 
 
+@case("run-ohlc-close-only-csv")
+def _(c: Ctx) -> Case:
+    path = c.bars_csv("closes.csv", lambda f: f[["Close"]])
+    return Case(c.run("--data", path, "--inputs", "ohlc"), (str(path), "missing column(s) open, high, low"))
+
+
+@case("run-ohlc-bars-without-ranges")
+def _(c: Ctx) -> Case:
+    path = c.bars_csv("flat.csv", lambda f: f.assign(Open=f["Close"], High=f["Close"], Low=f["Close"]))
+    return Case(c.run("--data", path, "--inputs", "close,ohlc"), (str(path), "no ranges", "--inputs close"))
+
+
+@case("train-ohlc-low-above-close")
+def _(c: Ctx) -> Case:
+    def broken(frame: pd.DataFrame) -> None:
+        frame.iloc[30, frame.columns.get_loc("Low")] = frame["Close"].iloc[30] * 1.002
+    path = c.bars_csv("broken.csv", broken)
+    return Case(c.train("--data", path, "--inputs", "ohlc"), (str(path), "has its low", "above its"))
+
+
+@case("run-inputs-unknown")
+def _(c: Ctx) -> Case:
+    return Case(c.run("--inputs", "close,hlc"), ("--inputs", "hlc is not one of close, ohlc"))
+
+
+@case("train-inputs-two-kinds")
+def _(c: Ctx) -> Case:
+    return Case(c.train("--inputs", "close,ohlc"), ("--inputs", "an entry reads one kind"))
+
+
+@case("predict-inputs-not-the-entrys")
+def _(c: Ctx) -> Case:
+    return Case(c.predict("--data", c.data, "--inputs", "ohlc"), (ENTRY, "reads close inputs, not ohlc"))
+
+
 @case("csv-no-time-column")
 def _(c: Ctx) -> Case:
     path = c.tmp / "notime.csv"

@@ -45,3 +45,28 @@ def test_base_info_lists_the_corpus(capsys):
     assert "held-out loss" in out and "arch.data.sp500" in out and "synthetic_garch_volatility" in out
     assert EMBEDDED_DIR.joinpath("corpus_windows.npz").exists()
     assert isinstance(pd.read_json(EMBEDDED_DIR / "llmsignal_base.json", typ="series")["heldout_loss"], float)
+
+
+def test_the_corpus_bars_have_ranges_that_show_their_volatility():
+    """Synthetic bars get an intrabar path whose range holds the open and close and tracks the process's volatility;
+    market series bring their own highs and lows; the closes are the ones the shipped base was pretrained on."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from llmsignal.finetune.bars import range_problem
+    from llmsignal.finetune.corpus import bars_fingerprint, bundled_series, synthetic_series
+
+    shipped = {s["name"]: s["fingerprint"] for s in load_base().info["corpus"]}
+    for series in synthetic_series(0) + bundled_series():
+        assert bars_fingerprint(series.closes) == shipped[series.name]
+        if series.high is None:
+            assert series.name == "wti"
+            continue
+        close = series.closes.to_numpy()
+        opens = np.r_[close[0], close[:-1]]
+        if series.name.startswith("synthetic"):
+            assert range_problem(opens, series.high.to_numpy(), series.low.to_numpy(), close) is None
+    garch = next(s for s in synthetic_series(0) if s.name == "synthetic_garch_volatility")
+    ranges = np.log(garch.high / garch.low).to_numpy()[1:]
+    volatility = pd.Series(np.abs(np.diff(np.log(garch.closes.to_numpy())))).rolling(50, center=True).mean()
+    assert spearmanr(ranges, volatility, nan_policy="omit").statistic > 0.5

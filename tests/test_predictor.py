@@ -1,4 +1,6 @@
 import copy
+import hashlib
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -222,3 +224,69 @@ def test_entry_is_not_retrained_for_the_same_request(setup, tiny_base):
     forced, trained = train_entry(split, load_base(tiny_base), make_method("lora"), registry, "t-lora",
                                   TrainConfig(steps=3, batch_size=4, window=CONTEXT + 1), "x", CONTEXT, force=True)
     assert trained and forced.version == entries["lora"].version + 1
+
+
+@pytest.fixture(scope="module")
+def ohlc(tiny_base, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pred-ohlc")
+    entries, split, _ = tiny_entries(folder, tiny_base, ("lora",), prefix="o", inputs="ohlc")
+    return split, entries["lora"]
+
+
+def _ranges(bars: pd.DataFrame) -> dict:
+    return {"high": bars["high"].to_numpy(), "low": bars["low"].to_numpy()}
+
+
+def test_an_ohlc_entry_reads_ranges_without_looking_ahead(ohlc):
+    """Widening bar t+1's range (high and low) changes the forecasts from t+1 on and none up to t."""
+    split, entry = ohlc
+    predictor = Predictor.from_entry(entry)
+    assert entry.metadata["inputs"] == "ohlc" and predictor.use_tree
+    bars, t = split.bars, split.test_start + 20
+    before = predictor.predict(bars, split.test_start, progress=False)
+    wider = bars.copy()
+    wider.iloc[t + 1, wider.columns.get_loc("high")] *= 1.02
+    wider.iloc[t + 1, wider.columns.get_loc("low")] /= 1.02
+    after = predictor.predict(wider, split.test_start, progress=False)
+    pd.testing.assert_frame_equal(before.loc[:bars.index[t]], after.loc[:bars.index[t]])
+    assert not np.allclose(before.loc[bars.index[t + 1]].to_numpy(), after.loc[bars.index[t + 1]].to_numpy())
+
+
+def test_an_ohlc_prompt_ends_where_the_next_return_starts(ohlc):
+    """Tree and shared-window paths score the same 100 bins as ten plain passes over the ohlc text."""
+    split, entry = ohlc
+    closes, ranges = split.bars["close"].to_numpy(), _ranges(split.bars)
+    ends = np.arange(split.test_start + 3, split.test_start + 40)
+    exact = Predictor.from_entry(entry)
+    exact.use_tree = False
+    expected = exact.probabilities(closes, ends, **ranges)
+    np.testing.assert_allclose(Predictor.from_entry(entry).probabilities(closes, ends, **ranges), expected, atol=1e-6)
+    shared = Predictor.from_entry(entry, forecasts_per_pass=5)
+    lengths = shared.context_lengths(ends)
+    full = lengths == CONTEXT
+    np.testing.assert_allclose(shared.probabilities(closes, ends, **ranges)[full], expected[full], atol=1e-6)
+    assert (~full).any()  # the others read shorter contexts, checked for closes above
+
+
+def test_an_ohlc_entry_given_closes_only_says_what_is_missing(ohlc):
+    split, entry = ohlc
+    with pytest.raises(PredictionError, match="high and low"):
+        Predictor.from_entry(entry).forecast(split.bars["close"].to_numpy(), np.array([split.test_start]))
+
+
+def test_a_close_entry_reads_the_text_it_always_read(setup):
+    """A close entry's codec, request key and prompt are what they were before ohlc inputs existed, so saved entries
+    are found again (not retrained) and forecast the same."""
+    split, _, entries = setup
+    entry = entries["lora"]
+    assert entry.metadata["codec"] == {"step": entry.metadata["codec"]["step"], "context": CONTEXT}
+    base = load_base(entry.metadata["base"])
+    config = TrainConfig(**entry.metadata["train_config"])
+    old = {"data": frame_fingerprint(split.bars), "val_start": split.val_start, "test_start": split.test_start,
+           "base": base.fingerprint, "method": "lora", "params": make_method("lora").params,
+           "lr": make_method("lora").lr, "train": config.to_dict(), "context": CONTEXT}
+    assert entry.metadata["request_key"] == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    predictor = Predictor.from_entry(entry)
+    bins = predictor.codec.bar_bins(split.bars["close"].to_numpy()[:CONTEXT + 1])
+    text = "".join(f" {b // 10} {b % 10} ," for b in bins)  # the LLMTime text, written out here
+    assert predictor.table.ids(bins).tolist() == base.tokenizer.encode(text, add_special_tokens=False)

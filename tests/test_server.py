@@ -179,7 +179,7 @@ def test_entries_health_and_docs(served):
     assert [(row["name"], row["version"]) for row in listing["entries"]] == [("srv-lora", served.entry.version)]
     health = httpx.get(f"{served.url}/health").json()
     assert health == {"status": "ok", "entry": served.entry.ref, "min_bars": CONTEXT + 1,
-                      "signal_rule": "threshold 0.5 bp"}
+                      "signal_rule": "threshold 0.5 bp", "inputs": "close", "fields": ["timestamps", "close"]}
     assert "swagger" in httpx.get(f"{served.url}/docs").text.lower()
     assert "/predict" in httpx.get(f"{served.url}/openapi.json").json()["paths"]
 
@@ -275,3 +275,53 @@ def test_no_generated_body_gets_a_server_error(served, body):
     response = httpx.post(f"{served.url}/predict", content=text.encode(), timeout=30,
                           headers={"Content-Type": "application/json"})
     assert response.status_code < 500, (text[:300], response.text[:300])
+
+
+@pytest.fixture(scope="module")
+def served_ohlc(tiny_base, tmp_path_factory):
+    """A tiny entry tuned with --inputs ohlc, served on loopback."""
+    folder = tmp_path_factory.mktemp("serve-ohlc")
+    entries, split, _ = tiny_entries(folder, tiny_base, prefix="srv", inputs="ohlc")
+    predictor = Predictor.from_entry(entries["lora"])
+    server = start_in_thread(create_app(entries["lora"], predictor, partial(threshold_exposure, threshold_bps=0.5)))
+    yield SimpleNamespace(bars=split.bars, url=server.url, predictor=predictor)
+    server.stop()
+
+
+def ea_ohlc_body(bars: pd.DataFrame, **changes) -> bytes:
+    """What the EA sends with InpSendOHLC: times, then close, open, high and low at _Digits decimals."""
+    payload = {"timestamps": [int(t.timestamp()) for t in bars.index],
+               **{name: [round(float(v), DIGITS) for v in bars[name]] for name in ("close", "open", "high", "low")}}
+    return json.dumps({**payload, **changes}).encode()
+
+
+def test_an_ohlc_entry_forecasts_from_the_bars_ranges(served_ohlc):
+    bars = served_ohlc.bars.iloc[-30:].round(DIGITS)
+    health = httpx.get(f"{served_ohlc.url}/health").json()
+    assert health["inputs"] == "ohlc" and health["fields"] == ["timestamps", "close", "high", "low"]
+    response = ea_post(served_ohlc.url, ea_ohlc_body(bars))
+    assert response.status_code == 200, response.text
+    expected = served_ohlc.predictor.describe(bars["close"].to_numpy(), np.array([len(bars) - 1]),
+                                              high=bars["high"].to_numpy(), low=bars["low"].to_numpy())
+    assert response.json()["forecast"] == pytest.approx(expected["forecast"].iloc[0], rel=1e-12)
+    wider = bars.assign(high=bars["high"] * 1.01)
+    assert ea_post(served_ohlc.url, ea_ohlc_body(wider)).json()["sigma"] != response.json()["sigma"]
+
+
+def test_an_ohlc_entry_sent_closes_only_says_what_to_send(served_ohlc):
+    response = ea_post(served_ohlc.url, ea_body(served_ohlc.bars.iloc[-30:]))
+    assert response.status_code == 422 and "send high and low too" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("price, factor, problem", [("low", 1.01, "its low"), ("high", 0.99, "its high")])
+def test_a_bar_whose_range_does_not_hold_its_open_and_close_is_a_422(served_ohlc, served, price, factor, problem):
+    bars = served_ohlc.bars.iloc[-30:]
+    broken = bars.copy()
+    broken.iloc[12, broken.columns.get_loc(price)] = max(broken["open"].iloc[12], broken["close"].iloc[12]) * factor \
+        if price == "low" else min(broken["open"].iloc[12], broken["close"].iloc[12]) * factor
+    for url in (served_ohlc.url, served.url):  # a close entry judges the ranges sent to it too
+        response = ea_post(url, ea_ohlc_body(broken))
+        assert response.status_code == 422
+        detail = response.json()["detail"]
+        assert detail.startswith(f"bar 12 ({int(bars.index[12].timestamp())}) has {problem}")
+        assert ("above" if price == "low" else "below") in detail

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -72,7 +73,19 @@ def test_a_yaml_grid_expands_to_every_trial(tmp_path):
                                                                                  None, 3)
 
 
+def test_inputs_in_a_grid_make_trials_of_each_kind_and_keep_close_trials_where_they_were():
+    close = sweep.expand(sweep.grid_from_dict({"methods": ["lora"]}))
+    both = sweep.expand(sweep.grid_from_dict({"methods": ["lora"], "inputs": ["close", "ohlc"]}))
+    assert [(t.method, t.inputs) for t in both] == [("lora", "close"), ("lora", "ohlc")]
+    assert both[0].id == close[0].id  # a sweep started before inputs existed finds its finished trials
+    assert both[1].id.startswith("lora-ohlc-eurusd-seed0-")
+    assert both[1].run_config(Path("o"), Path("r")).inputs == ["ohlc"]
+    rows = sweep.results_table([sweep.make_result(t, "ok", "", [_metrics(1.0, 0.1, 0.01)], 1.0) for t in both])
+    assert list(zip(rows["method"], rows["inputs"], strict=True)) == [("lora", "close"), ("lora-ohlc", "ohlc")]
+
+
 @pytest.mark.parametrize("raw, error, message", [
+    ({"methods": ["lora"], "inputs": ["hlc"]}, sweep.SweepError, "inputs: hlc is not one of close, ohlc"),
     ({"seeds": [0]}, sweep.SweepError, "lists no methods"),
     ({"methods": ["lora"], "epochs": 3}, sweep.SweepError, "unknown key(s) epochs"),
     ({"methods": ["dora"]}, MethodError, "unknown method 'dora'"),

@@ -39,9 +39,11 @@ def test_the_example_config_is_the_default_run():
 def test_flags_override_the_file(tmp_path):
     file = tmp_path / "run.yaml"
     file.write_text("methods: [lora, adapter]\nseed: 3\nsteps: 50\nparam: {lora.r: 4}\ncost: {spread_pips: 1.5}\n"
-                    "strategy: [ProbabilityStrategy]\nstrategy_param: {dead_zone: 0.1}\n")
+                    "strategy: [ProbabilityStrategy]\nstrategy_param: {dead_zone: 0.1}\ninputs: [close, ohlc]\n")
     config = _config(["run", "--config", str(file), "--seed", "7"])
     assert config.methods == ["lora", "adapter"] and config.seed == 7 and config.steps == 50
+    assert config.inputs == ["close", "ohlc"] and _config(["run", "--config", str(file), "--inputs", "ohlc"]).inputs \
+        == ["ohlc"]
     assert config.method_params == {"lora": {"r": "4"}} and config.costs.spread_pips == 1.5
     assert [(label, params) for label, _, params in config.strategies] == [("ProbabilityStrategy", {"dead_zone": 0.1})]
 
@@ -50,6 +52,7 @@ def test_flags_override_the_file(tmp_path):
                                                 ("steps: -1\n", "steps: must be at least 1"),
                                                 ("quick: yes please\n", "quick: must be true or false"),
                                                 ("precision: float16\n", "'float16' is not one of"),
+                                                ("inputs: [close, hlc]\n", "inputs: hlc is not one of close, ohlc"),
                                                 ("- just\n- a list\n", "expected a mapping"),
                                                 ("steps: [\n", "not valid YAML")])
 def test_a_bad_config_is_one_line_before_any_work(tmp_path, capsys, text, message):

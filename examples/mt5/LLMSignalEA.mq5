@@ -3,10 +3,13 @@
 //| Trades the signal of an llmsignal prediction server.             |
 //|                                                                   |
 //| On each new bar it sends the last InpBars closed bars (times and |
-//| closes, oldest first) to `llmsignal serve` and trades the answer: |
+//| OHLC, oldest first) to `llmsignal serve` and trades the answer:   |
 //| signal 1 = long, -1 = short, 0 = flat, one position of InpLots.   |
 //| The request body, exactly:                                        |
-//|   {"timestamps":[1704196800,...],"close":[1.10312,...]}           |
+//|   {"timestamps":[1704196800,...],"close":[1.10312,...],           |
+//|    "open":[...],"high":[...],"low":[...]}                         |
+//| An entry tuned with --inputs ohlc reads the ranges; a close-only  |
+//| entry ignores them (InpSendOHLC=false sends closes only).         |
 //| See README.md next to this file.                                  |
 //+------------------------------------------------------------------+
 #property copyright "llmsignal"
@@ -23,6 +26,7 @@ input int    InpTimeoutMs = 5000;     // WebRequest timeout (ms)
 input int    InpRetrySec  = 10;       // After a failed request, wait this long before the next try
 input ulong  InpMagic     = 26050101; // Magic number of this EA's positions
 input int    InpSlippage  = 10;       // Maximum price deviation (points)
+input bool   InpSendOHLC  = true;     // Send open/high/low too (needed by an entry tuned with --inputs ohlc)
 
 CTrade   g_trade;
 datetime g_lastBar  = 0;  // open time of the bar whose signal was last traded
@@ -88,15 +92,33 @@ bool BuildBody(string &body)
          body += ",";
       body += IntegerToString((long)rates[i].time); // Unix seconds (server time; only the order matters)
      }
-   body += "],\"close\":[";
-   for(int i = 0; i < copied; i++)
+   body += "]";
+   AppendPrices(body, "close", rates, copied);
+   if(InpSendOHLC)
+     {
+      AppendPrices(body, "open", rates, copied);
+      AppendPrices(body, "high", rates, copied);
+      AppendPrices(body, "low", rates, copied);
+     }
+   body += "}";
+   return(true);
+  }
+
+//+------------------------------------------------------------------+
+//| ,"name":[...] of one price of each bar.                          |
+//+------------------------------------------------------------------+
+void AppendPrices(string &body, string name, const MqlRates &rates[], int count)
+  {
+   body += ",\"" + name + "\":[";
+   for(int i = 0; i < count; i++)
      {
       if(i > 0)
          body += ",";
-      body += DoubleToString(rates[i].close, _Digits);
+      double price = name == "open" ? rates[i].open : name == "high" ? rates[i].high
+                     : name == "low" ? rates[i].low : rates[i].close;
+      body += DoubleToString(price, _Digits);
      }
-   body += "]}";
-   return(true);
+   body += "]";
   }
 
 //+------------------------------------------------------------------+
