@@ -4,7 +4,8 @@
 
 is what ``llmsignal run --methods full,lora,adapter --quick`` does. Outputs in ``--out``: ``comparison.csv``,
 ``comparison.html``, ``predictions.csv`` (each bar's forecast, ``p_up``, ``sigma`` and quantiles of the next
-close), ``tearsheets/<method>.html`` and ``timings.json``.
+close), ``volatility.csv`` (each forecaster's sigma sizing one long position: "volatility that pays"),
+``tearsheets/<method>.html`` and ``timings.json``.
 """
 
 from __future__ import annotations

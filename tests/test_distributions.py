@@ -18,8 +18,8 @@ from llmsignal.backtests.metrics import (
     log_score,
     probability_integral_transform,
 )
-from llmsignal.finetune.bars import check_bars, split_bars
 from llmsignal.backtests.significance import holm
+from llmsignal.finetune.bars import check_bars, split_bars
 from llmsignal.models.baselines import BASELINES, BaselineSkipped, garch, har_range, har_windows
 from llmsignal.models.distribution import BIN_COLUMNS, FORECAST_COLUMNS, QUANTILES, binned_frame, distribution_frame
 
