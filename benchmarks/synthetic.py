@@ -52,7 +52,9 @@ def stochastic_volatility_bars(n: int = 3000, seed: int = 0, vol: float = 1e-3, 
     close = 1.1 * np.exp(np.cumsum(path[:, -1]))
     open_ = np.r_[1.1, close[:-1]]
     inside = open_[:, None] * np.exp(path)
-    high, low = np.maximum(open_, inside.max(axis=1)), np.minimum(open_, inside.min(axis=1))
+    # the close too: its cumulated product and the path's own end differ in the last digit
+    high = np.maximum.reduce([open_, close, inside.max(axis=1)])
+    low = np.minimum.reduce([open_, close, inside.min(axis=1)])
     index = pd.date_range(start, periods=n, freq="h", name="timestamp")
     frame = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": 1.0}, index=index)
     return check_bars(frame, "stochastic-volatility bars"), pd.Series(sigma[1:], index=index, name="true_sigma")
