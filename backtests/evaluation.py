@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import spearmanr
 
 from llmsignal.backtests.costs import Costs
 from llmsignal.backtests.engine import run_backtest
@@ -32,7 +33,7 @@ from llmsignal.backtests.significance import (
     sharpe_pvalue,
     verdict,
 )
-from llmsignal.strategies import signal_frame
+from llmsignal.strategies import VolatilityTargetStrategy, signal_frame
 
 
 def errors(predictions: pd.DataFrame) -> np.ndarray:
@@ -61,7 +62,7 @@ def evaluate(name: str, kind: str, predictions: pd.DataFrame, bars: pd.DataFrame
 
 def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities: dict[str, pd.Series],
                  reference: str = "naive", calendar: Calendar = FX, reps: int = 1000,
-                 distribution_reference: str = "garch") -> None:
+                 distribution_reference: str = "garch", range_reference: str = "har-range") -> None:
     """Add the tests behind each row's verdicts, corrected for the number of rows, and the verdicts themselves.
 
     ``forecasts`` is keyed by method, ``equities`` by the row's ``key`` (method and strategy).
@@ -70,7 +71,9 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
       across the methods (``dm_holm``); the Hansen model confidence set of the most accurate (``in_mcs``).
     - Distributions: Diebold-Mariano on minus the log score and on the CRPS against
       ``distribution_reference``, each Holm-adjusted across the methods in the same way (``ls_holm``,
-      ``crps_holm``), and ``distribution_verdict``; left empty when the reference is not in the run.
+      ``crps_holm``), and again against ``range_reference``, the baseline that reads the bars' ranges
+      (``ls_holm_range``, ``crps_holm_range``); ``distribution_verdict`` says both. A reference that is not in
+      the run leaves its columns empty.
     - Trading: a one-sided test of a positive Sharpe ratio per row, Holm-adjusted across the rows that could
       trade (``sharpe_holm``), and its mirror, of a negative one, Holm-adjusted across the same rows
       (``sharpe_loss_holm``, behind "loses money"); bootstrap intervals, and the deflated Sharpe ratio with
@@ -90,8 +93,9 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
     sharpe_holm = dict(zip(traders, holm([sharpe_p[k] for k in traders]), strict=True))
     sharpe_loss_holm = dict(zip(traders, holm([sharpe_loss_pvalue(returns[k]) for k in traders]), strict=True))
     distribution = _distribution_tests(methods, forecasts, distribution_reference)
+    against_range = _distribution_tests(methods, forecasts, range_reference, suffix="_range")
     for row in rows:
-        row.update(distribution.get(row["method"], {}))
+        row.update(_both_references(distribution.get(row["method"], {}), against_range.get(row["method"], {})))
         frame, key = forecasts[row["method"]], row["key"]
         stat, p = dm.get(row["method"], (np.nan, np.nan))
         close = frame["close"].to_numpy()
@@ -113,8 +117,39 @@ def significance(rows: list[dict], forecasts: dict[str, pd.DataFrame], equities:
                                    sharpe_loss_holm=sharpe_loss_holm.get(key, np.nan)))
 
 
-def _distribution_tests(methods: list[str], forecasts: dict[str, pd.DataFrame], reference: str) -> dict[str, dict]:
-    """Each method's log score and CRPS against ``reference``'s: DM statistic, p-value, Holm and the verdict."""
+def volatility_targeting(forecasts: dict[str, pd.DataFrame], bars: pd.DataFrame, costs: Costs, target_bps: float,
+                         calendar: Calendar = FX, reps: int = 1000) -> pd.DataFrame:
+    """Volatility that pays: each forecaster's ``sigma`` sizing the same long position, and what that earns.
+
+    ``VolatilityTargetStrategy`` with ``side=long`` holds ``min(1, target_bps / sigma)`` on every bar, whatever the
+    forecast's direction, so that the rows differ by their sigma alone: a sigma that rises before the market moves
+    and falls before it calms holds steadier risk, and a steadier risk is a higher Sharpe ratio where returns do not
+    grow with volatility. Every forecaster whose sigma moves gets a row; the first whose sigma is constant is the
+    unmanaged control (a constant-size long position, costs alike). Columns: ``method``, ``spearman`` (its sigma
+    against the size of the next return, bar by bar), ``sharpe`` with its bootstrap interval, ``total_return``,
+    ``max_drawdown``, ``trades`` and ``commission``.
+    """
+    moving = [name for name, frame in forecasts.items() if "sigma" in frame and frame["sigma"].nunique() > 1]
+    constant = [name for name, frame in forecasts.items() if "sigma" in frame and frame["sigma"].nunique() == 1]
+    rows = []
+    for name in [*moving, *constant[:1]]:
+        frame = forecasts[name]
+        result = run_backtest(signal_frame(bars, frame), VolatilityTargetStrategy,
+                              {"side": "long", "target_bps": target_bps}, costs)
+        size = np.abs(np.log(frame["close"].shift(-1) / frame["close"])).iloc[:-1]
+        low, high = _interval(sharpe_ci, period_returns(result.equity, calendar), calendar, reps)
+        rows.append({"method": name, "spearman": float(spearmanr(frame["sigma"].iloc[:-1], size).statistic)
+                     if name in moving else float("nan"), **trading_performance(result.equity, calendar),
+                     "sharpe_ci_low": low, "sharpe_ci_high": high, "trades": result.trades,
+                     "commission": result.commission})
+    return pd.DataFrame(rows)
+
+
+def _distribution_tests(methods: list[str], forecasts: dict[str, pd.DataFrame], reference: str,
+                        suffix: str = "") -> dict[str, dict]:
+    """Each method's log score and CRPS against ``reference``'s: DM statistic, p-value, Holm and the verdict.
+
+    The columns' names end with ``suffix`` (a second reference's columns stay apart from the first's)."""
     losses = {m: distribution_losses(forecasts[m]) for m in methods}
     if reference not in losses or losses[reference]["log_score"].isna().all():
         return {}
@@ -124,13 +159,22 @@ def _distribution_tests(methods: list[str], forecasts: dict[str, pd.DataFrame], 
     by_crps = {m: loss_differential_test(losses[m]["crps"], losses[reference]["crps"]) for m in tested}
     log_holm = dict(zip(tested, holm([by_log[m][1] for m in tested]), strict=True))
     crps_holm = dict(zip(tested, holm([by_crps[m][1] for m in tested]), strict=True))
-    found = {reference: {"distribution_verdict": "the reference of the distribution tests"}}
+    role = "the reference that reads the bars' ranges" if suffix else "the reference of the distribution tests"
+    found = {reference: {"distribution_verdict": role}}
     for m in tested:
-        found[m] = {"ls_dm_stat": by_log[m][0], "ls_dm_pvalue": by_log[m][1], "ls_holm": log_holm[m],
-                    "crps_dm_stat": by_crps[m][0], "crps_dm_pvalue": by_crps[m][1], "crps_holm": crps_holm[m],
+        tests = {"ls_dm_stat": by_log[m][0], "ls_dm_pvalue": by_log[m][1], "ls_holm": log_holm[m],
+                 "crps_dm_stat": by_crps[m][0], "crps_dm_pvalue": by_crps[m][1], "crps_holm": crps_holm[m]}
+        found[m] = {**{name + suffix: value for name, value in tests.items()},
                     "distribution_verdict": distribution_verdict(by_log[m][0], log_holm[m], by_crps[m][0],
                                                                  crps_holm[m], reference)}
     return found
+
+
+def _both_references(first: dict, second: dict) -> dict:
+    """One row's tests against both references, its verdict the two in one line (a reference's own role first)."""
+    said = [found["distribution_verdict"] for found in (first, second) if found.get("distribution_verdict")]
+    said.sort(key=lambda part: not part.startswith("the reference"))
+    return {**first, **second, **({"distribution_verdict": "; ".join(said)} if said else {})}
 
 
 def _could_trade(forecasts: pd.DataFrame) -> bool:

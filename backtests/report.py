@@ -47,6 +47,7 @@ from llmsignal.backtests.results import (
 )
 
 QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
+DISTRIBUTION_REFERENCES = {"garch": "", "har-range": "_range"}  # each reference's column suffix (results.METRICS)
 
 
 def template(name: str) -> str:
@@ -405,7 +406,7 @@ def recommendation(table: pd.DataFrame, reference: str = "naive") -> list[str]:
 def answer_lines(table: pd.DataFrame, reference: str = "naive") -> list[str]:
     """The page's headline and a compact table of the rows that matter, for a terminal: the tuned methods and the
     references every test compares with."""
-    rows = table[(table["kind"] == "llm") | table["method"].isin([reference, "garch"])]
+    rows = table[(table["kind"] == "llm") | table["method"].isin([reference, *DISTRIBUTION_REFERENCES])]
     shown = pd.DataFrame({
         "method": rows["method"] + ("" if table["strategy"].nunique() == 1 else " " + rows["strategy"]),
         "MSE vs naive": rows["mse_vs_naive"].map(_percent),
@@ -418,16 +419,23 @@ def answer_lines(table: pd.DataFrame, reference: str = "naive") -> list[str]:
 
 
 def _distribution_line(tuned: pd.DataFrame) -> str:
-    """Which tuned methods' forecast distributions beat GARCH's log score after Holm's correction."""
-    tested = tuned[tuned["ls_holm"].notna()]
-    beat = tested[(tested["ls_holm"] < 0.05) & (tested["ls_dm_stat"] < 0)]
+    """Which tuned methods' forecast distributions beat GARCH's and HAR-range's log scores after Holm's correction."""
+    said = [_beats(tuned, name, suffix) for name, suffix in DISTRIBUTION_REFERENCES.items()
+            if f"ls_holm{suffix}" in tuned and tuned[f"ls_holm{suffix}"].notna().any()]
+    return f"Distributions: {'; '.join(said)} (log score, after Holm's correction)."
+
+
+def _beats(tuned: pd.DataFrame, reference: str, suffix: str) -> str:
+    """Who beats ``reference``'s log score, or the nearest when nobody does: part of the distribution line."""
+    tested = tuned[tuned[f"ls_holm{suffix}"].notna()]
+    beat = tested[(tested[f"ls_holm{suffix}"] < 0.05) & (tested[f"ls_dm_stat{suffix}"] < 0)]
     if beat.empty:
-        closest = tested.sort_values("ls_dm_stat").head(1)
-        nearest = "".join(f" (nearest: {r['method']}, Holm p={r['ls_holm']:.2g})" for _, r in closest.iterrows())
-        return ("Distributions: no tuned method's forecast distribution beats GARCH's log score after Holm's "
-                f"correction{nearest}.")
-    named = ", ".join(f"{r['method']} (Holm p={r['ls_holm']:.2g})" for _, r in beat.iterrows())
-    return f"Distributions: {named} {'beats' if len(beat) == 1 else 'beat'} GARCH's log score."
+        closest = tested.sort_values(f"ls_dm_stat{suffix}").head(1)
+        nearest = "".join(f" (nearest: {r['method']}, Holm p={r[f'ls_holm{suffix}']:.2g})"
+                          for _, r in closest.iterrows())
+        return f"no tuned method beats {reference}{nearest}"
+    named = ", ".join(f"{r['method']} (Holm p={r[f'ls_holm{suffix}']:.2g})" for _, r in beat.iterrows())
+    return f"{named} {'beats' if len(beat) == 1 else 'beat'} {reference}"
 
 
 def _trading_line(rows: pd.DataFrame) -> str:
@@ -457,7 +465,7 @@ def _with_interval(value: float, low: float, high: float, show) -> str:
 def summary_table(table: pd.DataFrame) -> str:
     """One row per method and strategy, in units people read; the full table follows, collapsed."""
     head = ["method", "squared error vs naive (95% CI)", "Sharpe (95% CI)", "trades", "trainable", "train time",
-            "verdict", "log score · CRPS (bp) · 90% coverage", "distribution vs GARCH"]
+            "verdict", "log score · CRPS (bp) · 90% coverage", "distribution vs garch · har-range"]
     body = []
     for _, row in table.reindex(columns=[*columns(), "key"]).iterrows():  # a run from before 0.2 lacks some
         name = html.escape(str(row["method"])) + ("" if table["strategy"].nunique() == 1
@@ -478,7 +486,7 @@ def summary_table(table: pd.DataFrame) -> str:
 
 def _words(head: str) -> str:
     """The class of the summary's columns of sentences, which wrap (the others stay on one line)."""
-    return ' class="words"' if head in ("verdict", "distribution vs GARCH") else ""
+    return ' class="words"' if head in ("verdict", "distribution vs garch · har-range") else ""
 
 
 def _scores(row: pd.Series) -> str:
@@ -577,6 +585,35 @@ def inputs_html(table: pd.DataFrame) -> str:
             + shown.to_html(index=False, float_format=lambda v: f"{v:.4g}") + "</div>")
 
 
+def volatility_html(volatility: pd.DataFrame | None, table: pd.DataFrame, target: str) -> str:
+    """"Volatility that pays": each sigma's volatility-managed long position beside its distribution's log score
+    and the Sharpe ratio of the row's own strategy; nothing for a run from before it existed."""
+    if volatility is None or volatility.empty:
+        return ""
+    rows = table.drop_duplicates("method").set_index("method")
+    own = [f"{rows.at[m, 'sharpe']:.2f}" if m in rows.index and rows.at[m, "trades"] > 0 else "–"
+           for m in volatility["method"]]
+    shown = pd.DataFrame({
+        "method": volatility["method"],
+        "log score": [_number(rows.at[m, "log_score"]) if m in rows.index else "–" for m in volatility["method"]],
+        "ρ(sigma, |next return|)": volatility["spearman"].map(_number),
+        "Sharpe, long sized by its sigma (95% CI)": [
+            _with_interval(v, low, high, lambda x: f"{x:.2f}") for v, low, high in
+            zip(volatility["sharpe"], volatility["sharpe_ci_low"], volatility["sharpe_ci_high"], strict=True)],
+        "total return": volatility["total_return"].map(_percent),
+        "max drawdown": volatility["max_drawdown"].map(_percent),
+        "Sharpe of its own strategy": own})
+    control = volatility.loc[volatility["spearman"].isna(), "method"]
+    said = (f"{html.escape(str(control.iloc[0]))}'s sigma is constant: its row is the unmanaged control, a long "
+            "position of one size." if len(control) else "")
+    return render("volatility.html", target=html.escape(target or "target from the run's settings"), control=said,
+                  table=shown.to_html(index=False, escape=False))
+
+
+def _number(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.2f}"
+
+
 def folds_html(folds: pd.DataFrame | None) -> str:
     if folds is None:
         return ""
@@ -613,6 +650,8 @@ def comparison_html(outputs: RunOutputs, side_by_side_note: str = "") -> str:
                   forecast_png=_png(forecast_figure(pictured, styles=styles)),
                   cost_png=_png(cost_figure(table, styles)),
                   settings=settings_rows, distributions=distributions_html(pictured, styles),
+                  volatility=volatility_html(outputs.volatility, table,
+                                             str(outputs.settings.get("volatility that pays", ""))),
                   side_by_side=html.escape(side_by_side_note))
 
 

@@ -75,13 +75,14 @@ METRICS: list[Metric] = [
            "sharpe_loss_holm", needs="tests"),
     Metric("deflated_sharpe", "higher", "tests"),
     Metric("verdict", needs="tests", sweep=True),
-    # the forecast distributions: scores, then the tests against garch behind distribution_verdict
+    # the forecast distributions: scores, then the tests against garch and har-range behind distribution_verdict
     Metric("log_score", "higher", sweep=True),
     Metric("crps", "lower", sweep=True),
     Metric("coverage_90"),
     *_many("calibration_error qlike", better="lower"),
-    *_many("ls_dm_stat ls_dm_pvalue ls_holm crps_dm_stat crps_dm_pvalue crps_holm distribution_verdict",
-           needs="tests"),
+    *_many("ls_dm_stat ls_dm_pvalue ls_holm crps_dm_stat crps_dm_pvalue crps_holm", needs="tests"),
+    *_many("ls_dm_stat_range ls_dm_pvalue_range ls_holm_range crps_dm_stat_range crps_dm_pvalue_range "
+           "crps_holm_range distribution_verdict", needs="tests"),
 ]
 INTERNAL = ["entry", "key"]  # the registry entries behind a row, and its name for equity and tearsheet files
 
@@ -205,7 +206,8 @@ def _plain(value: Any) -> Any:
 
 
 FILES = {"table": "comparison.csv", "equity": "equity.csv", "predictions": "predictions.csv",
-         "settings": "settings.json", "losses": "losses.json", "race": "race.json", "folds": "folds.csv"}
+         "settings": "settings.json", "losses": "losses.json", "race": "race.json", "folds": "folds.csv",
+         "volatility": "volatility.csv"}
 REQUIRED = ("table", "equity", "predictions", "settings")
 
 
@@ -234,6 +236,8 @@ class RunOutputs:
     threshold_bps: float | None = None  # the first strategy's trading threshold, for the page's histogram
     reference: str = "naive"  # the forecast every point test compares with
     distribution_reference: str = "garch"  # the distribution every log-score and CRPS test compares with
+    range_reference: str = "har-range"  # and the second one, which reads the bars' ranges (columns ..._range)
+    volatility: pd.DataFrame | None = None  # each sigma sizing a long position (evaluation.volatility_targeting)
 
     def save(self, out: Path) -> None:
         """Write the run's files into ``out``, each whole or not at all."""
@@ -242,12 +246,14 @@ class RunOutputs:
         equity = pd.DataFrame({**self.equities, BENCHMARK: self.benchmark}).rename_axis("timestamp")
         meta = {"settings": self.settings, "warnings": self.warnings, "calendar": asdict(self.calendar),
                 "threshold_bps": self.threshold_bps, "reference": self.reference,
-                "distribution_reference": self.distribution_reference}
+                "distribution_reference": self.distribution_reference, "range_reference": self.range_reference}
         files = {"table": self.table.drop(columns="key").to_csv(index=False), "equity": equity.to_csv(),
                  "predictions": predictions.to_csv(), "settings": strict_json(meta),
                  "losses": strict_json(self.losses), "race": strict_json(self.race)}
         if self.folds is not None:
             files["folds"] = self.folds.to_csv(index=False)
+        if self.volatility is not None:
+            files["volatility"] = self.volatility.to_csv(index=False)
         for name, text in files.items():
             write_atomic(out / FILES[name], text)
 
@@ -280,10 +286,12 @@ class RunOutputs:
                    benchmark=equity[BENCHMARK].dropna(),
                    forecasts={f"{prefix}{m}": f.drop(columns="method") for m, f in predictions.groupby("method")},
                    settings=meta["settings"], warnings=list(meta.get("warnings") or []), calendar=calendar,
-                   folds=_folds(folder, prefix), losses=_prefixed(_json(folder, "losses"), prefix),
+                   folds=_by_method(folder, "folds", prefix), volatility=_by_method(folder, "volatility", prefix),
+                   losses=_prefixed(_json(folder, "losses"), prefix),
                    race=_prefixed(_json(folder, "race"), prefix), threshold_bps=meta.get("threshold_bps"),
                    reference=prefix + meta.get("reference", "naive"),
-                   distribution_reference=prefix + meta.get("distribution_reference", "garch"))
+                   distribution_reference=prefix + meta.get("distribution_reference", "garch"),
+                   range_reference=prefix + meta.get("range_reference", "har-range"))
 
 
 def _json(folder: Path, name: str) -> dict:
@@ -295,8 +303,9 @@ def _prefixed(values: dict, prefix: str) -> dict:
     return {f"{prefix}{k}": v for k, v in values.items()}
 
 
-def _folds(folder: Path, prefix: str) -> pd.DataFrame | None:
-    path = folder / FILES["folds"]
+def _by_method(folder: Path, name: str, prefix: str) -> pd.DataFrame | None:
+    """An optional table of the run with a ``method`` column (folds, volatility), methods prefixed; None if absent."""
+    path = folder / FILES[name]
     if not path.exists():
         return None
     frame = pd.read_csv(path)

@@ -58,22 +58,25 @@ def combine(named: dict[str, RunOutputs]) -> RunOutputs:
     if same_bars(runs):
         rows = table.drop(columns=[c for c in table.columns if c in verdict_columns()]).to_dict("records")
         significance(rows, forecasts, equities, reference=first.reference, calendar=first.calendar,
-                     distribution_reference=first.distribution_reference)
+                     distribution_reference=first.distribution_reference, range_reference=first.range_reference)
         table = table_of(rows)
         settings["tests"] = (f"recomputed across all {len(table)} rows of the {len(runs)} runs (every run forecast "
                              f"the same test bars); reference {first.reference}, distributions against "
-                             f"{first.distribution_reference}")
+                             f"{first.distribution_reference} and {first.range_reference}")
     else:
         warnings.append(f"the {len(runs)} runs forecast different test bars: each row's tests and verdicts are its "
                         "own run's, corrected for that run's rows only, and rows of different runs are not tested "
                         "against each other")
     folds = [r.folds for r in runs if r.folds is not None]
+    volatility = [r.volatility for r in runs if r.volatility is not None]
     return RunOutputs(table=table, equities=equities, benchmark=first.benchmark, forecasts=forecasts,
                       settings=settings, warnings=warnings, calendar=first.calendar,
                       folds=pd.concat(folds, ignore_index=True) if folds else None,
+                      volatility=pd.concat(volatility, ignore_index=True) if volatility else None,
                       losses={k: v for r in runs for k, v in r.losses.items()},
                       race={k: v for r in runs for k, v in r.race.items()}, threshold_bps=first.threshold_bps,
-                      reference=first.reference, distribution_reference=first.distribution_reference)
+                      reference=first.reference, distribution_reference=first.distribution_reference,
+                      range_reference=first.range_reference)
 
 
 def compare(folders: list[Path], out: Path) -> pd.DataFrame:

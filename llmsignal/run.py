@@ -4,7 +4,8 @@
 
 is what ``llmsignal run --methods full,lora,adapter --quick`` does. Outputs in ``--out``: ``comparison.csv``,
 ``comparison.html``, ``predictions.csv`` (each bar's forecast, ``p_up``, ``sigma`` and quantiles of the next
-close), ``tearsheets/<method>.html`` and ``timings.json``.
+close), ``volatility.csv`` (each forecaster's sigma sizing one long position: "volatility that pays"),
+``tearsheets/<method>.html`` and ``timings.json``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from llmsignal.backtests.costs import Costs
 from llmsignal.backtests.engine import check_strategy
-from llmsignal.backtests.evaluation import evaluate, significance
+from llmsignal.backtests.evaluation import evaluate, significance, volatility_targeting
 from llmsignal.backtests.metrics import Calendar, mase_scale
 from llmsignal.backtests.report import write_report
 from llmsignal.backtests.results import RunOutputs, check_writable, labelled, row_key, table_of, write_atomic
@@ -30,7 +32,7 @@ from llmsignal.finetune.base import Base, load_base, seen_by_base
 from llmsignal.finetune.methods import Method, make_method
 from llmsignal.finetune.precision import Precision, resolve_precision
 from llmsignal.finetune.train import TrainConfig
-from llmsignal.models.baselines import BASELINES
+from llmsignal.models.baselines import BASELINES, READS_RANGES, BaselineSkipped
 from llmsignal.models.entries import check_window_fits, entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
 from llmsignal.models.registry import Entry
@@ -162,13 +164,12 @@ def run(config: RunConfig) -> pd.DataFrame:
         base = load_base(config.base)
         for inputs in config.inputs:  # before any method trains, not when the first ohlc one starts
             check_window_fits(base, config.context, inputs)
-        seen = seen_by_base(base, test["close"])
-    for warning in seen:
+        notes = seen_by_base(base, test["close"])
+    for warning in notes:
         print(f"llmsignal: warning: {warning}", file=sys.stderr)
     forecasters = [_tuned(splits, base, method, config, source, timings, inputs)
                    for inputs in config.inputs for method in methods]
-    forecasters += [Forecaster(name, "baseline", pd.concat([baseline(s) for s in splits]))
-                    for name, baseline in BASELINES.items()]
+    forecasters += _baselines(splits, notes)
     rows, equities = [], {}
     scale = mase_scale(bars["close"], test.index[0])
     with timings.stage("backtest"):
@@ -182,17 +183,38 @@ def run(config: RunConfig) -> pd.DataFrame:
                                               scale, calendar, label)
                 rows.append({**row, **forecaster.cost, "inputs": forecaster.inputs, "key": key})
         significance(rows, {f.name: f.forecasts for f in forecasters}, equities, calendar=calendar)
+        volatility = volatility_targeting({f.name: f.forecasts for f in forecasters}, test, config.costs,
+                                          _target_bps(splits[0]), calendar)
     table = table_of(rows)
     with timings.stage("backtest"):
         folds = _per_fold(forecasters, splits, bars, config, calendar) if len(splits) > 1 else None
     with timings.stage("report"):
-        outputs = _outputs(config, table, equities, forecasters, splits, base, seen, folds, calendar)
+        outputs = _outputs(config, table, equities, forecasters, splits, base, notes, folds, calendar, volatility)
         outputs.save(config.out)
         write_report(config.out, outputs)
     write_atomic(config.out / "timings.json", json.dumps(timings, indent=2))
     if config.track:
         _track(config, outputs, forecasters, methods)
     return table.drop(columns="key")
+
+
+def _baselines(splits: list[Split], warnings: list[str]) -> list[Forecaster]:
+    """Every baseline's forecasts of the test bars; one that these bars cannot feed is left out with a warning."""
+    found = []
+    for name, baseline in BASELINES.items():
+        try:
+            found.append(Forecaster(name, "baseline", pd.concat([baseline(s) for s in splits]),
+                                    inputs="ohlc" if name in READS_RANGES else "close"))
+        except BaselineSkipped as skipped:
+            warnings.append(str(skipped))
+            print(f"llmsignal: warning: {skipped}", file=sys.stderr)
+    return found
+
+
+def _target_bps(split: Split) -> float:
+    """The risk a full position of "volatility that pays" carries: half the training returns' standard deviation,
+    in basis points, so that a typical sigma holds half a position and the cap of one binds only in calm bars."""
+    return float(0.5 * np.diff(np.log(split.train["close"].to_numpy())).std() * 1e4)
 
 
 def _tuned(splits: list[Split], base: Base, method: Method, config: RunConfig, source: str,
@@ -299,7 +321,7 @@ def _trained(name: str, summary: dict, trained_now: bool) -> None:
 
 def _outputs(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters: list[Forecaster],
              splits: list[Split], base: Base, warnings: list[str], folds: pd.DataFrame | None,
-             calendar: Calendar) -> RunOutputs:
+             calendar: Calendar, volatility: pd.DataFrame) -> RunOutputs:
     """What the run writes: its table and what its page is drawn from."""
     train = config.train_config()
     settings = {"data": config.data or "EURUSD H1 (backtesting package)",
@@ -316,9 +338,12 @@ def _outputs(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters
                 "trading periods": ("each bar" if calendar.per_bar else
                                     f"days ending {calendar.day_end} {calendar.timezone}")
                 + f", {calendar.periods_per_year} a year (Sharpe ratios, tearsheets, folds)",
+                "volatility that pays": f"VolatilityTargetStrategy side=long, target_bps={_target_bps(splits[0]):.2f} "
+                                        "(half the training returns' standard deviation per bar)",
                 **{f"cost: {k}": v for k, v in config.costs.describe().items()}}
     close = pd.concat([s.test for s in splits])["close"]
     return RunOutputs(table=table, equities=equities, benchmark=config.costs.cash * close / close.iloc[0],
                       forecasts={f.name: f.forecasts for f in forecasters}, settings=settings, warnings=warnings,
                       calendar=calendar, folds=folds, losses={f.name: f.losses for f in forecasters if f.losses},
-                      race={f.name: f.race for f in forecasters if f.race}, threshold_bps=_threshold(config))
+                      race={f.name: f.race for f in forecasters if f.race}, threshold_bps=_threshold(config),
+                      volatility=volatility)

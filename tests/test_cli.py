@@ -33,9 +33,15 @@ def test_run_writes_the_output_contract(quick_run):
                    "dm_pvalue", "verdict"):
         assert column in table.columns
     for column in ("log_score", "crps", "coverage_90", "calibration_error", "qlike", "ls_holm", "crps_holm",
-                   "distribution_verdict"):
+                   "ls_holm_range", "crps_holm_range", "distribution_verdict"):
         assert column in table.columns
-    assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar", "garch", "climatology"]
+    assert list(table["method"]) == ["full", "lora", "adapter", "naive", "drift", "ar", "garch", "har-range",
+                                     "climatology"]
+    verdicts = table.set_index("method")["distribution_verdict"]
+    assert "garch's" in verdicts["lora"] and "har-range's" in verdicts["lora"]  # tested against both references
+    volatility = pd.read_csv(out / "volatility.csv")  # every moving sigma sizing a long position, and one control
+    assert {"full", "lora", "adapter", "garch", "har-range"} <= set(volatility["method"])
+    assert volatility["sharpe"].notna().all() and volatility["spearman"].isna().sum() == 1
     assert table[["log_score", "crps", "coverage_90", "calibration_error", "qlike"]].notna().all().all()
     llm = table[table["kind"] == "llm"].set_index("method")
     assert llm.loc["full", "trainable_params"] > 10 * llm.loc["lora", "trainable_params"]
@@ -128,7 +134,7 @@ def test_strategy_grid_and_a_user_file(quick_run, tiny_base, tmp_path):
     assert code == 0
     table = pd.read_csv(out / "comparison.csv")
     assert sorted(table["strategy"].unique()) == ["AlwaysLong", "ThresholdStrategy"]
-    assert len(table) == 2 * 6  # lora and five baselines, under each strategy
+    assert len(table) == 2 * 7  # lora and six baselines, under each strategy
     always = table[table["strategy"] == "AlwaysLong"]
     assert (always["trades"] == 1).all()  # one long position held from the first bar, whatever the forecast
     assert always["total_return"].nunique() == 1
@@ -147,9 +153,10 @@ def test_walk_forward_reports_each_fold(quick_run, tiny_base, tmp_path):
     assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(tmp_path / "reg"),
                  "--out", str(out), "--methods", "lora", "--walk-forward", "3"]) == 0
     folds = pd.read_csv(out / "folds.csv", parse_dates=["start", "end"])
-    assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 6  # lora and five baselines
+    assert sorted(folds["fold"].unique()) == [1, 2, 3] and len(folds) == 3 * 7  # lora and six baselines
     pooled = pd.read_csv(out / "comparison.csv").set_index("method")
-    assert len(pooled) == 6 and "Walk-forward folds" in (out / "comparison.html").read_text()
+    assert len(pooled) == 7 and "har-range" in set(folds["method"])
+    assert "Walk-forward folds" in (out / "comparison.html").read_text()
     assert main(["compare", str(out), "--out", str(tmp_path / "again")]) == 0
     assert "Walk-forward folds" in (tmp_path / "again" / "comparison.html").read_text()
     entries = sorted((tmp_path / "reg" / "bars-lora").glob("*/metadata.json"))
@@ -186,7 +193,7 @@ def test_side_by_side_tearsheet_survives_a_large_grid(quick_run, tiny_base, tmp_
                  "--strategy", "ProbabilityStrategy", "--strategy", "EnsembleStrategy",
                  "--strategy-param", "ThresholdStrategy.threshold_bps=0"])
     table = pd.read_csv(out / "comparison.csv")
-    assert code == 0 and len(table) == 3 * 8  # three methods and five baselines, under each strategy
+    assert code == 0 and len(table) == 3 * 9  # three methods and six baselines, under each strategy
     traded = int((table["trades"] > 0).sum())
     assert f"every row that traded ({min(traded, 9)})" in (out / "tearsheets" / "all.html").read_text()
     assert ("beyond the 9 columns quantstats can draw" in (out / "comparison.html").read_text()) == (traded > 9)
@@ -242,7 +249,7 @@ def _strict(path):
     return json.loads(path.read_text(), parse_constant=refuse)
 
 
-@pytest.mark.parametrize("method", ["lora", "garch"])
+@pytest.mark.parametrize("method", ["lora", "garch", "har-range"])
 def test_backtest_of_a_runs_predictions_reproduces_its_row(quick_run, tmp_path, method):
     _, folder, data = quick_run
     out = tmp_path / "bt"
@@ -255,6 +262,23 @@ def test_backtest_of_a_runs_predictions_reproduces_its_row(quick_run, tmp_path, 
         assert metrics[name] == pytest.approx(row[name], rel=1e-12, abs=1e-15), name
     assert metrics["strategy"] == row["strategy"] == "ThresholdStrategy"
     assert f"{method} (ThresholdStrategy)" in (out / "tearsheet.html").read_text()
+
+
+def test_bars_without_a_range_leave_har_range_out_with_one_warning(tiny_base, tmp_path, capsys):
+    from tests.conftest import synthetic_bars
+
+    bars = synthetic_bars(400)
+    bars[["Open", "High", "Low"]] = bars[["Close"]].to_numpy()  # closes only, as a file of closes repeated
+    bars.to_csv(tmp_path / "closes.csv")
+    out = tmp_path / "out"
+    assert main(["run", "--quick", "--data", str(tmp_path / "closes.csv"), "--base", tiny_base, "--methods",
+                 "zero-shot", "--registry", str(tmp_path / "reg"), "--out", str(out)]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "har-range" in line]
+    assert len(said) == 1 and said[0].startswith("llmsignal: warning: har-range left out: the bars have no high-low")
+    table = pd.read_csv(out / "comparison.csv")
+    assert "har-range" not in set(table["method"]) and "garch" in set(table["method"])
+    assert said[0].removeprefix("llmsignal: warning: ") in json.loads((out / "settings.json").read_text())["warnings"]
+    assert table["ls_holm_range"].isna().all()
 
 
 def test_backtest_trades_one_strategy_and_says_so(quick_run, tmp_path, capsys):

@@ -3,8 +3,12 @@ import pandas as pd
 import pytest
 from scipy.stats import kurtosis, norm, skew
 
-from llmsignal.backtests.evaluation import pretraining_question, significance
-from llmsignal.backtests.metrics import period_returns
+from benchmarks.synthetic import stochastic_volatility_bars
+from llmsignal.backtests.costs import Costs
+from llmsignal.backtests.engine import run_backtest
+from llmsignal.backtests.evaluation import pretraining_question, significance, volatility_targeting
+from llmsignal.backtests.metrics import Calendar, period_returns, trading_performance
+from llmsignal.strategies import VolatilityTargetStrategy, signal_frame
 
 
 def _frame(close, target, noise, seed):
@@ -69,3 +73,31 @@ def _deflated_sharpe_of_two(returns: pd.Series) -> float:
     best_of_trials = np.sqrt(1 / (n - 1)) / np.sqrt(np.pi)
     spread = 1 - skew(r) * sharpe + (kurtosis(r, fisher=False) - 1) / 4 * sharpe**2
     return float(norm.cdf((sharpe - best_of_trials) * np.sqrt(n - 1) / np.sqrt(spread)))
+
+
+def test_a_sigma_that_knows_the_volatility_pays_in_a_volatility_managed_long_position():
+    """A planted truth: a steady drift under a stochastic volatility, so that a long position sized by the true
+    volatility earns a higher Sharpe ratio than one of constant size or one sized by an uninformative sigma (over
+    three seeds: 1.3 to 1.6 times the constant one's)."""
+    bars, true_sigma = stochastic_volatility_bars(1500, seed=0, persistence=0.95)
+    prices = ["open", "high", "low", "close"]
+    bars[prices] = bars[prices].mul(np.exp(2e-4 * np.arange(len(bars))), axis=0)
+    close = bars["close"]
+
+    def frame(sigma):
+        return pd.DataFrame({"close": close, "forecast": close, "p_up": 0.5, "sigma": sigma}, index=bars.index)
+
+    shuffled = np.random.default_rng(0).permutation(true_sigma.to_numpy())
+    forecasts = {"truth": frame(true_sigma), "shuffled": frame(shuffled), "constant": frame(1e-3),
+                 "another constant": frame(2e-3)}
+    costs, calendar = Costs(spread_pips=0, commission_per_lot=0, slippage_pips=0, swap_long_pips=0), \
+        Calendar.for_bars(bars.index)
+    table = volatility_targeting(forecasts, bars, costs, 2.0, calendar, reps=100).set_index("method")
+    assert list(table.index) == ["truth", "shuffled", "constant"]  # one constant sigma: the unmanaged control
+    assert table.loc["truth", "spearman"] > 0.3 > abs(table.loc["shuffled", "spearman"])
+    assert np.isnan(table.loc["constant", "spearman"])
+    assert table.loc["truth", "sharpe"] > 1.15 * max(table.loc["constant", "sharpe"], table.loc["shuffled", "sharpe"])
+    held = run_backtest(signal_frame(bars, forecasts["truth"]), VolatilityTargetStrategy,
+                        {"side": "long", "target_bps": 2.0}, costs).equity  # the strategy as a user runs it
+    assert table.loc["truth", "sharpe"] == pytest.approx(trading_performance(held, calendar)["sharpe"])
+    assert table.loc["truth", "sharpe_ci_low"] < table.loc["truth", "sharpe"] < table.loc["truth", "sharpe_ci_high"]

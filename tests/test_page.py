@@ -97,6 +97,22 @@ def test_the_page_shows_the_forecast_distributions(run_folder, browser):
     table = pd.read_csv(run_folder / "comparison.csv").set_index("method")
     shown = page.inner_text("#summary")
     assert "the reference of the distribution tests" in shown and table.loc["lora", "distribution_verdict"] in shown
+    assert "har-range's" in table.loc["lora", "distribution_verdict"] and "har-range" in shown
+    assert errors == []
+
+
+def test_the_page_shows_what_each_sigma_earns_sizing_a_long_position(run_folder, browser, tmp_path):
+    volatility = pd.read_csv(run_folder / "volatility.csv")
+    page, errors = _open(browser, run_folder / "comparison.html")
+    section = page.inner_text("#volatility")
+    assert section.startswith("Volatility that pays") and "side=long" in section
+    for _, row in volatility.iterrows():  # every row with its Sharpe ratio, and its interval where one was found
+        interval = "" if np.isnan(row["sharpe_ci_low"]) else \
+            f" ({row['sharpe_ci_low']:.2f} to {row['sharpe_ci_high']:.2f})"
+        assert f"\n{row['method']}\t" in section and f"{row['sharpe']:.2f}{interval}" in section
+    assert {"garch", "har-range", "lora"} <= set(volatility["method"])
+    compare([run_folder], tmp_path / "again")  # a rebuilt page keeps the section
+    assert _open(browser, tmp_path / "again" / "comparison.html")[0].inner_text("#volatility") == section
     assert errors == []
 
 

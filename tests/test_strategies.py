@@ -179,6 +179,18 @@ def test_volatility_targeting_sizes_the_side_by_target_over_sigma(bars):
         run_backtest(wide, VolatilityTargetStrategy, {"target_bps": 0})
 
 
+def test_volatility_targeting_long_sizes_a_long_position_by_sigma_whatever_the_forecast(bars):
+    full = Costs().cash / bars["close"].iloc[0]
+    down = signal_frame(bars, _forecasts(bars, 0.999).assign(sigma=0.002))  # a 10 bp fall forecast, 20 bp wide
+    assert _run(down, VolatilityTargetStrategy, target_bps=5.0, side="long").fills[0][2] == \
+        int(0.25 * full / 1000) * 1000  # long all the same, 5 / 20 of a full position
+    flat = signal_frame(bars, _forecasts(bars, 1.0).assign(sigma=0.0002))  # no call at all; calm
+    assert _run(flat, VolatilityTargetStrategy, target_bps=5.0, side="long").fills[0][2] == int(full / 1000) * 1000
+    assert _run(flat, VolatilityTargetStrategy, target_bps=5.0).fills == []  # the forecast's side: flat
+    with pytest.raises(StrategyError, match="side forecast or long"):
+        run_backtest(down, VolatilityTargetStrategy, {"side": "short"})
+
+
 def test_forecasts_without_sigma_trade_with_the_old_strategies_and_the_sigma_strategy_says_what_is_missing(bars):
     old = signal_frame(bars, _forecasts(bars, 1.001))  # forecast and p_up only, as before sigma existed
     assert old["sigma"].isna().all()
