@@ -1,9 +1,11 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from llmsignal.backtests.results import row_key
 from llmsignal.cli import main
 
 
@@ -15,7 +17,7 @@ def quick_run(tiny_base, tmp_path_factory):
     data = folder / "bars.csv"
     synthetic_bars(500).to_csv(data)
     code = main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
-                 "--out", str(folder / "out"), "--methods", "full,lora,adapter"])
+                 "--out", str(folder / "out"), "--methods", "full,lora,adapter", "--strategy", "ThresholdStrategy"])
     return code, folder, data
 
 
@@ -52,7 +54,7 @@ def test_run_writes_the_output_contract(quick_run):
         assert method in (out / "tearsheets" / f"{method}.html").read_text()
     page = (out / "comparison.html").read_text()
     assert "data:image/png;base64" in page and "tearsheets/lora.html" in page
-    assert "never held a position" not in (out / "tearsheets" / "all.html").read_text()
+    assert "tearsheets/all.html" in page and (out / "tearsheets" / "all.html").is_file()
     assert set(json.loads((out / "timings.json").read_text())) == {"data", "train", "predict", "backtest", "report"}
 
 
@@ -80,7 +82,7 @@ def test_faster_prediction_options_reuse_the_entry_and_are_recorded(quick_run, t
     assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
                  "--out", str(out),
                  "--methods", "lora", "--forecasts-per-pass", "4", "--precision", "bfloat16"]) == 0
-    table = pd.read_csv(out / "comparison.csv").set_index("method")
+    table = pd.read_csv(out / "comparison.csv").drop_duplicates("method").set_index("method")
     exact = pd.read_csv(folder / "out" / "comparison.csv").set_index("method")
     assert table.loc["lora", "entry"] == exact.loc["lora", "entry"]  # the same tuned weights, not retrained
     settings = json.loads((out / "settings.json").read_text())["settings"]
@@ -186,9 +188,11 @@ def test_side_by_side_tearsheet_survives_a_large_grid(quick_run, tiny_base, tmp_
                  "--strategy-param", "ThresholdStrategy.threshold_bps=0"])
     table = pd.read_csv(out / "comparison.csv")
     assert code == 0 and len(table) == 3 * 8  # three methods and five baselines, under each strategy
-    traded = int((table["trades"] > 0).sum())
-    assert f"every row that traded ({min(traded, 9)})" in (out / "tearsheets" / "all.html").read_text()
-    assert ("beyond the 9 columns quantstats can draw" in (out / "comparison.html").read_text()) == (traded > 9)
+    keys = re.findall(r'data-key="([^"]*)"', (out / "tearsheets" / "all.html").read_text())
+    # every row, traded or not, and buy & hold (no key) under each strategy
+    assert sorted(k for k in keys if k) == sorted(row_key(m, s, 3) for m, s in zip(table["method"], table["strategy"],
+                                                                                   strict=True))
+    assert keys.count("") == 3 and all((out / "tearsheets" / f"{key}.html").is_file() for key in keys if key)
 
 
 def test_a_hyper_parameter_of_the_wrong_type_is_one_line(quick_run, tiny_base, tmp_path, capsys):
@@ -293,8 +297,6 @@ def test_a_metric_declared_once_appears_in_every_output(quick_run, tiny_base, tm
 
 
 def test_compare_of_two_runs_says_what_its_table_shows(quick_run, tiny_base, tmp_path, capsys):
-    import re
-
     from llmsignal.backtests.significance import holm
 
     _, folder, data = quick_run
@@ -387,3 +389,14 @@ def test_a_full_registry_disk_is_one_line_and_leaves_no_partial_file(tiny_base, 
     assert said[0].startswith(f"llmsignal: error: {tiny_disk / 'reg'}") and "bytes free" in said[0]
     left = [p for p in tiny_disk.rglob("*") if p.is_file()]
     assert all(not p.name.endswith(".tmp") and not p.parent.name.startswith(".staging") for p in left), left
+
+
+def test_by_default_run_trades_two_strategies_and_a_plain_param_reaches_those_that_take_it(tmp_path, capsys):
+    from llmsignal.cli import build_parser, run_config
+
+    config = run_config(build_parser().parse_args(["run", "--strategy-param", "threshold_bps=2",
+                                                   "--strategy-param", "stop_atr=3"]))
+    assert [(label, params) for label, _, params in config.strategies] == [
+        ("ThresholdStrategy", {"threshold_bps": 2.0, "stop_atr": 3.0}), ("SideStrategy", {"stop_atr": 3.0})]
+    assert main(["run", "--strategy-param", "nope=1", "--registry", str(tmp_path / "r")]) == 2
+    assert "ThresholdStrategy takes no parameter nope" in capsys.readouterr().err and not (tmp_path / "r").exists()
