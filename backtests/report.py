@@ -10,12 +10,13 @@ import contextlib
 import html
 import io
 import logging
-import os
+import re
 import tempfile
 import warnings
 from importlib.resources import files
 from pathlib import Path
 from string import Template
+from unittest import mock
 
 import matplotlib
 import numpy as np
@@ -25,7 +26,7 @@ from matplotlib.ticker import PercentFormatter
 from scipy import stats
 
 from llmsignal.backtests.evaluation import pretraining_question
-from llmsignal.backtests.metrics import FX, Calendar, period_returns
+from llmsignal.backtests.metrics import FX, Calendar, period_returns, trading_performance
 from llmsignal.backtests.race import (
     BENCHMARK_STYLE,
     UNTRAINED,
@@ -45,8 +46,8 @@ from llmsignal.backtests.results import (
     needs_trades,
     write_atomic,
 )
+from llmsignal.backtests.significance import TRADING_VERDICTS
 
-QUANTSTATS_COLUMNS = 9  # quantstats' palette has 10 colours and the benchmark takes one
 DISTRIBUTION_REFERENCES = {"garch": "", "har-range": "_range"}  # each reference's column suffix (results.METRICS)
 
 
@@ -74,34 +75,107 @@ def quiet():
             logger.setLevel(level)
 
 
-def tearsheet(equity: pd.Series | pd.DataFrame, benchmark: pd.Series, title: str, path: Path,
-              calendar: Calendar = FX) -> None:
+def tearsheet(equity: pd.Series, benchmark: pd.Series, title: str, path: Path, calendar: Calendar = FX,
+              row: pd.Series | None = None) -> None:
     """A quantstats HTML tearsheet of the period returns that ``comparison.csv`` uses, buy-and-hold as benchmark.
 
-    Given a frame of equity curves (one column each), quantstats puts them side by side. Dates are not
-    matched (quantstats would drop a strategy's flat first days), so its Sharpe is the comparison's.
+    Dates are not matched (quantstats would drop a strategy's flat first days), so its Sharpe is the
+    comparison's. Its drawdown chart and monthly returns are replaced by ours (drawn from every bar, and only
+    the months of the test), its rolling panels are left out when the test is shorter than their half-year window,
+    and ``row`` (the comparison's row) heads the page with the comparison's own figures.
     """
     matplotlib.use("Agg")  # quantstats draws with pyplot; backtrader's own plot() would force TkAgg
     import matplotlib.pyplot as plt
     import quantstats as qs
 
     returns, bench = period_returns(equity, calendar), period_returns(benchmark, calendar)
-    bench.name = BENCHMARK
-    if isinstance(returns, pd.Series):
-        returns.name = title
-    else:  # quantstats cannot align a column that never moves
-        returns = returns.loc[:, returns.std() > 0]
-    if returns.empty or (returns.std() == 0).all():  # quantstats cannot regress a flat curve on the benchmark
+    bench.name, returns.name = BENCHMARK, title
+    if returns.std() == 0:  # quantstats cannot regress a flat curve on the benchmark
         write_atomic(path, f"<!doctype html><title>{html.escape(title)}</title><h1>{html.escape(title)}</h1>"
                      "<p>The strategy never held a position on these forecasts: no tearsheet.</p>")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with cannot_write(path), quiet(), tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as folder:
-        drawn = Path(folder) / path.name  # quantstats writes in place: the page appears only once it is whole
-        qs.reports.html(returns, benchmark=bench, output=str(drawn), title=title, download_filename=path.name,
-                        periods_per_year=calendar.periods_per_year, match_dates=False)
+        drawn = Path(folder) / path.name
+        shape = Path(folder) / "template.html"
+        long = len(returns) >= -(-calendar.periods_per_year // 2)  # quantstats' rolling window: half a year
+        shape.write_text(_quantstats_template(qs, long), encoding="utf-8")
+        left_out = ("drawdown", "monthly_heatmap", *(() if long else ROLLING))
+        # quantstats draws every chart whatever its template shows: the left-out ones were a third of its time
+        with mock.patch.multiple(qs.plots, **dict.fromkeys(left_out, _not_drawn)):
+            qs.reports.html(returns, benchmark=bench, output=str(drawn), title=title, download_filename=path.name,
+                            periods_per_year=calendar.periods_per_year, match_dates=False, template_path=str(shape))
         plt.close("all")
-        os.replace(drawn, path)
+        curves = {title: equity, BENCHMARK: benchmark}
+        page = drawn.read_text(encoding="utf-8").replace("\ufe6a", "")  # "CAGR﹪": a glyph few fonts have
+        page = page.replace(_MARK.format("figures"), _row_figures(row, equity, calendar))
+        page = page.replace(_MARK.format("drawdown"), "<h3>Drawdown, every bar</h3>"
+                            f'<img src="{_png(drawdown_figure(curves))}" alt="drawdown">')
+        page = page.replace(_MARK.format("monthly"), "<h3>Monthly returns</h3>" + _monthly_html(curves, calendar))
+        write_atomic(path, page)
+
+
+_MARK = "<!--llmsignal:{}-->"  # where the tearsheet's own parts go in quantstats' page
+ROLLING = ("rolling_beta", "rolling_volatility", "rolling_sharpe", "rolling_sortino")  # quantstats' half-year panels
+
+
+def _not_drawn(*args: object, **kwargs: object) -> None:
+    """A quantstats chart that the tearsheet leaves out: not drawn at all."""
+
+
+def _quantstats_template(qs, long: bool) -> str:
+    """quantstats' report template with our drawdown and monthly returns in place of its own, no icon fetched from
+    the web, and its rolling panels only when the test is ``long`` enough to fill their window."""
+    text = (Path(qs.__file__).parent / "report.html").read_text(encoding="utf-8")
+    edits = {r'\s*<link rel="shortcut icon"[^>]*>': "", r'<body onload="save\(\)">': "<body>",
+             r"\{\{dd_plot\}\}": _MARK.format("drawdown"), r"\{\{monthly_heatmap\}\}": _MARK.format("monthly"),
+             r"(</h4>\s*<hr>)": r"\1" + _MARK.format("figures")}
+    if not long:
+        edits[r'<div id="rolling_\w+">\{\{rolling_\w+\}\}</div>'] = ""
+    for pattern, replacement in edits.items():
+        text, found = re.subn(pattern, replacement, text)
+        if not found:
+            raise RuntimeError(f"quantstats' report.html has no {pattern!r}: its template changed (report.tearsheet)")
+    return text
+
+
+def _row_figures(row: pd.Series | None, equity: pd.Series, calendar: Calendar) -> str:
+    """The comparison's figures for this row, above quantstats' own (whose drawdowns see day closes only)."""
+    figures = trading_performance(equity, calendar) if row is None else row
+    trades = "" if row is None else f", {row['trades']:,.0f} trades"
+    return ('<p id="llmsignal-figures"><strong>As in comparison.csv:</strong> Sharpe '
+            f"{figures['sharpe']:.2f}, total return {figures['total_return']:+.2%}, max drawdown "
+            f"{figures['max_drawdown']:.2%} (from every bar){trades}. quantstats' metrics below use the same daily "
+            "returns, so its Sharpe ratio is the same; its Max Drawdown sees day closes only and can be shallower.</p>")
+
+
+def drawdown_figure(curves: dict[str, pd.Series], styles: dict[str, dict] | None = None) -> Figure:
+    """The drawdown of each equity curve at every bar, in percent with the decimals its depth needs."""
+    styles = _styles(curves, styles)
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    ax = fig.subplots()
+    for name, equity in curves.items():
+        ax.plot(equity.index, equity / equity.cummax() - 1, linewidth=0.9, label=name, **_style(name, styles))
+    _percent_axis(ax)
+    ax.grid(alpha=0.3)
+    ax.tick_params(axis="x", labelrotation=30)
+    _legend_below(fig, len(curves))
+    return fig
+
+
+def _percent_axis(ax) -> None:
+    """Fractions as percent, with as many decimals as the axis' range needs (never "-0%" on every tick)."""
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=None))
+
+
+def _monthly_html(curves: dict[str, pd.Series], calendar: Calendar) -> str:
+    """Compounded returns of each calendar month with test bars (the first and last may be partial), one column
+    per equity curve."""
+    returns = pd.DataFrame({name: period_returns(equity, calendar) for name, equity in curves.items()})
+    monthly = (1 + returns.fillna(0.0)).groupby(returns.index.to_period("M")).prod() - 1
+    monthly.insert(0, "month", monthly.index.strftime("%b %Y"))
+    return ('<div class="wide">' + monthly.to_html(index=False, float_format=lambda v: f"{v:+.2%}", classes="monthly",
+                                                   border=0) + "</div>")
 
 
 def _png(fig) -> str:
@@ -164,6 +238,7 @@ def equity_figure(curves: dict[str, pd.Series], styles: dict[str, dict] | None =
         bottom.plot(equity.index, equity / equity.cummax() - 1, linewidth=0.9, **style)
     top.set_ylabel("equity (start = 1)")
     bottom.set_ylabel("drawdown")
+    _percent_axis(bottom)
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     bottom.tick_params(axis="x", labelrotation=30)
@@ -405,17 +480,38 @@ def recommendation(table: pd.DataFrame, reference: str = "naive") -> list[str]:
 
 def answer_lines(table: pd.DataFrame, reference: str = "naive") -> list[str]:
     """The page's headline and a compact table of the rows that matter, for a terminal: the tuned methods and the
-    references every test compares with."""
+    references every test compares with, one line each; with several strategies, a Sharpe (trades) column each and
+    the forecast's verdict (the headline's trading line says which rows show an edge)."""
     rows = table[(table["kind"] == "llm") | table["method"].isin([reference, *DISTRIBUTION_REFERENCES])]
+    first = rows.drop_duplicates("method").set_index("method")
     shown = pd.DataFrame({
-        "method": rows["method"] + ("" if table["strategy"].nunique() == 1 else " " + rows["strategy"]),
-        "MSE vs naive": rows["mse_vs_naive"].map(_percent),
-        "direction": rows["directional_accuracy"].map(lambda v: "–" if pd.isna(v) else f"{v:.1%}"),
-        "Sharpe": [f"{s:+.2f}" if t > 0 else "–" for s, t in zip(rows["sharpe"], rows["trades"], strict=True)],
-        "trades": rows["trades"].map(lambda v: f"{v:,.0f}"),
-        "log score": rows["log_score"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}"),
-        "verdict": rows["verdict"].fillna("").str.replace("in the confidence set of the most accurate", "in the MCS")})
-    return [*recommendation(table, reference), "", shown.to_string(index=False)]
+        "MSE vs naive": first["mse_vs_naive"].map(_percent),
+        "direction": first["directional_accuracy"].map(lambda v: "–" if pd.isna(v) else f"{v:.1%}"),
+        "log score": first["log_score"].map(lambda v: "–" if pd.isna(v) else f"{v:.2f}")})
+    for strategy, under in rows.groupby("strategy", sort=False):
+        under = under.set_index("method")
+        sharpe = [f"{s:+.2f}" if t > 0 else "–" for s, t in zip(under["sharpe"], under["trades"], strict=True)]
+        trades = under["trades"].map(lambda v: f"{v:,.0f}")
+        if table["strategy"].nunique() == 1:
+            shown["Sharpe"], shown["trades"] = pd.Series(sharpe, under.index), trades
+        else:
+            shown[f"{_short(str(strategy))} Sharpe (trades)"] = [f"{s} ({t})" for s, t in zip(sharpe, trades,
+                                                                                             strict=True)]
+    verdicts = first["verdict"].fillna("")
+    shown["verdict"] = (verdicts if table["strategy"].nunique() == 1 else verdicts.map(_forecast_verdict)).str.replace(
+        "in the confidence set of the most accurate", "in the MCS")
+    return [*recommendation(table, reference), "", shown.reset_index().to_string(index=False)]
+
+
+def _short(strategy: str) -> str:
+    """A strategy's name without the ``Strategy`` every shipped one ends with, for a column header."""
+    return strategy.removesuffix("Strategy") or strategy
+
+
+def _forecast_verdict(verdict: str) -> str:
+    """The parts of a row's verdict about its forecasts (the same under every strategy), without the trading part."""
+    kept = [part for part in verdict.split("; ") if not part.startswith(TRADING_VERDICTS)]
+    return "; ".join(kept) or "–"
 
 
 def _distribution_line(tuned: pd.DataFrame) -> str:
@@ -646,13 +742,29 @@ def comparison_html(outputs: RunOutputs, side_by_side_note: str = "") -> str:
                   metrics=metrics_table(table), folds=folds_html(outputs.folds), inputs=inputs_html(table),
                   pretraining=pretraining_html(pretraining_question(table, forecasts), table["method"]),
                   losses=losses_html, histogram_png=_png(return_histogram(pictured, outputs.threshold_bps, styles)),
-                  equity_png=_png(equity_figure({**outputs.equities, BENCHMARK: outputs.benchmark}, styles)),
+                  equity=equity_html(outputs, styles),
                   forecast_png=_png(forecast_figure(pictured, styles=styles)),
                   cost_png=_png(cost_figure(table, styles)),
                   settings=settings_rows, distributions=distributions_html(pictured, styles),
                   volatility=volatility_html(outputs.volatility, table,
                                              str(outputs.settings.get("volatility that pays", ""))),
                   side_by_side=html.escape(side_by_side_note))
+
+
+def equity_html(outputs: RunOutputs, styles: dict[str, dict]) -> str:
+    """Every row's equity and drawdown against buy & hold: one figure, or one per strategy where a run has several
+    (each method in its colour of the page's other charts)."""
+    table = outputs.table
+    if table["strategy"].nunique() == 1:
+        figure = equity_figure({**outputs.equities, BENCHMARK: outputs.benchmark}, styles)
+        return f'<img src="{_png(figure)}" alt="equity curves">'
+    parts = []
+    for strategy, rows in table.groupby("strategy", sort=False):
+        curves = {str(row["method"]): outputs.equities[row["key"]] for _, row in rows.iterrows()}
+        figure = equity_figure({**curves, BENCHMARK: outputs.benchmark}, styles)
+        parts.append(f"<h3>{html.escape(str(strategy))}</h3>"
+                     f'<img src="{_png(figure)}" alt="equity curves, {html.escape(str(strategy))}">')
+    return "".join(parts)
 
 
 def page_styles(table: pd.DataFrame, *named: dict) -> dict[str, dict]:
@@ -684,19 +796,112 @@ def _distinct(forecasts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     return kept
 
 
+SIDE_BY_SIDE = "all.html"  # the side-by-side tearsheet page, in tearsheets/
+
+
+def side_by_side_rows(outputs: RunOutputs, strategy: str) -> pd.DataFrame:
+    """One strategy's rows of the side-by-side page, tuned methods first, then the baselines and buy & hold.
+
+    Sharpe, total return, max drawdown, trades, commission and swap are ``comparison.csv``'s own; the
+    volatility and the day figures come from the same trading-period returns as its Sharpe ratio.
+    """
+    table = outputs.table[outputs.table["strategy"] == strategy]
+    ordered = pd.concat([table[table["kind"] == "llm"], table[table["kind"] != "llm"]])
+    rows = [{**_period_figures(outputs.equities[row["key"]], outputs.calendar, traded=row["trades"] > 0),
+             "key": row["key"], "method": row["method"], "kind": row["kind"], "sharpe": row["sharpe"],
+             "total_return": row["total_return"], "max_drawdown": row["max_drawdown"], "trades": row["trades"],
+             "commission": row["commission"], "swap": row["swap"]} for _, row in ordered.iterrows()]
+    held = trading_performance(outputs.benchmark, outputs.calendar)
+    rows.append({**_period_figures(outputs.benchmark, outputs.calendar), **held, "key": "", "method": BENCHMARK,
+                 "kind": "benchmark", "trades": 1, "commission": float("nan"), "swap": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def _period_figures(equity: pd.Series, calendar: Calendar, traded: bool = True) -> dict[str, float]:
+    """Annualised volatility, the share of trading periods that gained and the best and worst period."""
+    returns = period_returns(equity, calendar)
+    if not traded or returns.std() == 0:
+        return dict.fromkeys(("volatility", "periods_up", "best_day", "worst_day"), float("nan"))
+    moved = returns[returns != 0]
+    return {"volatility": float(returns.std() * np.sqrt(calendar.periods_per_year)),
+            "periods_up": float((moved > 0).mean()), "best_day": float(returns.max()),
+            "worst_day": float(returns.min())}
+
+
+SIDE_BY_SIDE_COLUMNS = {  # column of side_by_side_rows: (header, format)
+    "sharpe": ("Sharpe", lambda v: f"{v:.2f}"), "total_return": ("total return", lambda v: f"{v:+.2%}"),
+    "max_drawdown": ("max drawdown", lambda v: f"{v:.2%}"), "trades": ("trades", lambda v: f"{v:,.0f}"),
+    "volatility": ("volatility (a year)", lambda v: f"{v:.2%}"), "periods_up": ("days up", lambda v: f"{v:.0%}"),
+    "best_day": ("best day", lambda v: f"{v:+.2%}"), "worst_day": ("worst day", lambda v: f"{v:+.2%}"),
+    "commission": ("commission", lambda v: f"{v:,.0f}"), "swap": ("swap", lambda v: f"{v:+,.0f}")}
+
+
+def side_by_side_table(rows: pd.DataFrame) -> str:
+    """The figures of ``side_by_side_rows`` as an HTML table; a row that never traded shows "–" for its Sharpe
+    and day figures, as the comparison page does."""
+    head = "".join(f"<th>{html.escape(header)}</th>" for header, _ in SIDE_BY_SIDE_COLUMNS.values())
+    body = []
+    for _, row in rows.iterrows():
+        name = html.escape(str(row["method"]))
+        if row["key"]:
+            name = f'<a href="{html.escape(str(row["key"]))}.html">{name}</a>'
+        cells = "".join(f'<td class="{column}">{_shown(row[column], show, column, row["trades"])}</td>'
+                        for column, (_, show) in SIDE_BY_SIDE_COLUMNS.items())
+        body.append(f'<tr class="{row["kind"]}" data-key="{html.escape(str(row["key"]))}"><td>{name}</td>{cells}</tr>')
+    return (f'<div class="wide"><table class="side"><thead><tr><th>method</th>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def _shown(value: float, show, column: str, trades: float) -> str:
+    if pd.isna(value) or (column == "sharpe" and not trades > 0):  # a row that never traded has no Sharpe ratio
+        return "–"
+    return show(value)
+
+
+def monthly_table(rows: pd.DataFrame, outputs: RunOutputs) -> str:
+    """Monthly returns of the tuned methods of ``rows`` (``side_by_side_rows``) and buy & hold."""
+    curves = {row["method"]: outputs.equities[row["key"]] if row["key"] else outputs.benchmark
+              for _, row in rows.iterrows() if row["kind"] != "baseline"}
+    return _monthly_html(curves, outputs.calendar)
+
+
+def side_by_side_html(outputs: RunOutputs) -> str:
+    """The tearsheets of every row side by side: per strategy a table of comparison.csv's figures, equity and
+    drawdown of the tuned methods against buy & hold, and their monthly returns."""
+    table = outputs.table
+    styles = series_styles(table["method"].astype(str))  # a method looks alike under every strategy
+    sections = []
+    for strategy in table["strategy"].drop_duplicates():
+        rows = side_by_side_rows(outputs, strategy)
+        drawn = {row["method"]: outputs.equities[row["key"]] for _, row in rows.iterrows() if row["kind"] == "llm"}
+        figure = equity_figure({**drawn, BENCHMARK: outputs.benchmark}, styles)
+        sections.append(f'<section class="strategy"><h2>{html.escape(str(strategy))}</h2>{side_by_side_table(rows)}'
+                        f'<img src="{_png(figure)}" alt="equity and drawdown, {html.escape(str(strategy))}">'
+                        f"<h3>Monthly returns</h3>{monthly_table(rows, outputs)}</section>")
+    first, last = outputs.benchmark.index[0], outputs.benchmark.index[-1]
+    period = f"test bars {first:%Y-%m-%d %H:%M} → {last:%Y-%m-%d %H:%M}"
+    return render("side_by_side.html", style=template("comparison.css"), context=context_line(outputs.settings),
+                  period=html.escape(period), sections="".join(sections),
+                  days=html.escape("each bar" if outputs.calendar.per_bar else
+                                   f"trading days ending {outputs.calendar.day_end} {outputs.calendar.timezone}"),
+                  periods_per_year=str(outputs.calendar.periods_per_year))
+
+
+def _side_by_side_note(table: pd.DataFrame) -> str:
+    """The comparison page's words beside its link to the side-by-side page."""
+    tuned = table.loc[table["kind"] == "llm", "method"].nunique()
+    strategies = table["strategy"].nunique()
+    never = table.loc[(table["kind"] == "llm") & (table["trades"] == 0), "key"]
+    return (f"{tuned} tuned methods and the baselines under {strategies} "
+            f"{'strategy' if strategies == 1 else 'strategies'}"
+            + (f"; never traded: {', '.join(never)}" if len(never) else "; every tuned method traded"))
+
+
 def write_report(out: Path, outputs: RunOutputs) -> None:
     """Tearsheets (one per row of the table, keyed by its ``key`` column, and all side by side) and the page."""
     table, equities, benchmark, calendar = outputs.table, outputs.equities, outputs.benchmark, outputs.calendar
     for key, row in table.set_index("key").iterrows():
         tearsheet(equities[key], benchmark, f"{row['method']} ({row['strategy']})", out / "tearsheets" / f"{key}.html",
-                  calendar)
-    traded = table[table["trades"] > 0]
-    shown, crowded = traded.head(QUANTSTATS_COLUMNS), traded.iloc[QUANTSTATS_COLUMNS:]
-    never = table[table["trades"] == 0]
-    note = "; ".join(part for part in (
-        f"left out, never traded: {', '.join(never['key'])}" if len(never) else "",
-        f"left out, beyond the {QUANTSTATS_COLUMNS} columns quantstats can draw: {', '.join(crowded['key'])}"
-        if len(crowded) else "") if part)
-    tearsheet(pd.DataFrame({row["key"]: equities[row["key"]] for _, row in shown.iterrows()}), benchmark,
-              f"every row that traded ({len(shown)})", out / "tearsheets" / "all.html", calendar)
-    write_atomic(out / "comparison.html", comparison_html(outputs, note or "every row traded and is in it"))
+                  calendar, row)
+    write_atomic(out / "tearsheets" / SIDE_BY_SIDE, side_by_side_html(outputs))
+    write_atomic(out / "comparison.html", comparison_html(outputs, _side_by_side_note(table)))

@@ -431,6 +431,9 @@ def deflated_sharpe_from_returns(returns: ArrayLike, n_trials: int, trial_sharpe
                                  float(stats.kurtosis(returns, fisher=False)), sharpe_variance=variance)
 
 
+TRADING_VERDICTS = ("evidence of edge", "loses money", "no evidence of edge")  # how a verdict's trading part starts
+
+
 def verdict(dm_stat: float, dm_holm: float, sharpe_holm: float, sharpe_low: float, sharpe_high: float, dsr: float,
             in_confidence_set: bool | None = None, level: float = 0.05, dsr_level: float = 0.95,
             sharpe_loss_holm: float = float("nan")) -> str:
@@ -453,10 +456,11 @@ def verdict(dm_stat: float, dm_holm: float, sharpe_holm: float, sharpe_low: floa
     if dm_holm < level:  # NaN compares False: not shown
         forecast = f"{'beats naive' if dm_stat < 0 else 'worse than naive'} (Holm {shown(dm_holm)})"
     if sharpe_holm < level and sharpe_low > 0 and dsr >= dsr_level:
-        trading = f"evidence of edge (Holm {shown(sharpe_holm)}, DSR {dsr:.2f})"
+        trading = f"{TRADING_VERDICTS[0]} (Holm {shown(sharpe_holm)}, DSR {dsr:.2f})"
     elif sharpe_loss_holm < level and sharpe_high < 0:
-        trading = f"loses money (Holm {shown(sharpe_loss_holm)}, Sharpe CI {sharpe_low:.2f} to {sharpe_high:.2f})"
-    parts = [part for part in (forecast, trading) if part] or ["no evidence of edge"]
+        trading = (f"{TRADING_VERDICTS[1]} (Holm {shown(sharpe_loss_holm)}, Sharpe CI {sharpe_low:.2f} to "
+                   f"{sharpe_high:.2f})")
+    parts = [part for part in (forecast, trading) if part] or [TRADING_VERDICTS[2]]
     if in_confidence_set:
         parts.append("in the confidence set of the most accurate")
     return "; ".join(parts)

@@ -48,6 +48,7 @@ _EXPORTS = {
     "SignalFeed": "llmsignal.strategies",
     "ThresholdStrategy": "llmsignal.strategies",
     "ProbabilityStrategy": "llmsignal.strategies",
+    "SideStrategy": "llmsignal.strategies",
     "EnsembleStrategy": "llmsignal.strategies",
     "VolatilityTargetStrategy": "llmsignal.strategies",
     "Costs": "llmsignal.backtests.costs",

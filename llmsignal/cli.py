@@ -126,13 +126,14 @@ def _prediction_flags(parser: argparse.ArgumentParser) -> None:
                              "needs a pass per bar (default 1: every bar its full context; 16 for run --quick)")
 
 
-def _strategy_flags(parser: argparse.ArgumentParser) -> None:
+def _strategy_flags(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--strategy", action="append", metavar="SPEC",
-                        help="ThresholdStrategy (default), ProbabilityStrategy, EnsembleStrategy, "
+                        help="ThresholdStrategy, SideStrategy, ProbabilityStrategy, EnsembleStrategy, "
                              "VolatilityTargetStrategy, package.module:Class or path/to/file.py:Class; repeat for a "
-                             "method x strategy grid")
+                             f"method x strategy grid (default: {default})")
     parser.add_argument("--strategy-param", action="append", default=[], metavar="[STRATEGY.]NAME=VALUE",
-                        help="a strategy parameter, e.g. threshold_bps=1 or ThresholdStrategy.threshold_bps=1")
+                        help="a strategy parameter, e.g. threshold_bps=1 (every strategy that takes it) or "
+                             "ThresholdStrategy.threshold_bps=1")
 
 
 def _cost_flag(parser: argparse.ArgumentParser) -> None:
@@ -153,16 +154,19 @@ def _costs(args: argparse.Namespace) -> Costs:
     return Costs().with_settings(pairs)
 
 
-def _strategies(args: argparse.Namespace) -> list[tuple[str, type, dict]]:
-    """(label, class, params) for each --strategy; a parameter goes to every strategy named in its prefix."""
+def _strategies(args: argparse.Namespace, default: list[str]) -> list[tuple[str, type, dict]]:
+    """(label, class, params) for each --strategy (``default`` without one). ``STRATEGY.name=value`` goes to the
+    strategies of that class, a plain ``name=value`` to every strategy that takes ``name`` (to all when none does,
+    which then names what each takes)."""
     from llmsignal.strategies.loader import load_strategy, parse_param_pairs, strategy_params
 
-    chosen = []
     pairs = parse_param_pairs(args.strategy_param)
-    for spec in args.strategy or ["ThresholdStrategy"]:
-        cls = load_strategy(spec)
+    classes = [load_strategy(spec) for spec in args.strategy or default]
+    takers = {name: [cls for cls in classes if name in cls.params._getkeys()] or classes for name in pairs}
+    chosen = []
+    for cls in classes:
         mine = {name.rpartition(".")[2]: value for name, value in pairs.items()
-                if name.rpartition(".")[0] in ("", cls.__name__)}
+                if name.rpartition(".")[0] == cls.__name__ or ("." not in name and cls in takers[name])}
         label = cls.__name__
         taken = sum(1 for other, _, _ in chosen if other == label or other.startswith(f"{label}-"))
         chosen.append((f"{label}-{taken + 1}" if taken else label, cls, strategy_params(cls, mine)))
@@ -201,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     inputs_flag(run, several=True)
     _prediction_flags(run)
     precision_flag(run, "training and forecasts")
-    _strategy_flags(run)
+    _strategy_flags(run, "ThresholdStrategy and SideStrategy, side by side")
     _cost_flag(run)
     train = sub.add_parser("train", help="tune one method and store the entry in the registry")
     _common(train)
@@ -229,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", type=Path, required=True)
     backtest.add_argument("--method", help="the method whose rows to trade, in a predictions file of several "
                                            "(as `llmsignal run` writes)")
-    _strategy_flags(backtest)
+    _strategy_flags(backtest, "ThresholdStrategy")
     _cost_flag(backtest)
     methods = sub.add_parser("methods", help="list the tuning methods")
     methods.add_argument("--base", default="embedded")
@@ -309,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
 def run_config(args: argparse.Namespace):
     """The ``RunConfig`` that ``llmsignal run`` with these arguments runs, checked before any work."""
     from llmsignal.finetune.methods import METHODS, MethodError
-    from llmsignal.run import RunConfig
+    from llmsignal.run import DEFAULT_STRATEGIES, RunConfig
     from llmsignal.tracking import Tracking
 
     methods = list(METHODS) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -320,7 +324,8 @@ def run_config(args: argparse.Namespace):
                        quick=args.quick, seed=args.seed, steps=args.steps, budget=args.budget, test=args.test,
                        val=args.val,
                        method_params={m: p for m, p in params.items() if m in methods},
-                       strategies=_strategies(args), force=args.force, resume=args.resume,
+                       strategies=_strategies(args, [cls.__name__ for cls in DEFAULT_STRATEGIES]), force=args.force,
+                       resume=args.resume,
                        walk_forward=args.walk_forward, rolling=args.rolling,
                        forecasts_per_pass=args.forecasts_per_pass, precision=args.precision, costs=_costs(args),
                        track=Tracking.parse(args.track), day_end=_day_end(args.day_end), inputs=list(args.inputs))
@@ -412,7 +417,7 @@ def _backtest(args: argparse.Namespace) -> int:
     forecasts = _read_predictions(args.predictions, args.method)
     costs = _costs(args)
     bars = load_bars(args.data)
-    [(label, strategy, params)] = _strategies(args)
+    [(label, strategy, params)] = _strategies(args, ["ThresholdStrategy"])
     if len(signal_frame(bars, forecasts)) < 2:
         raise DataError(f"{args.predictions}: fewer than 2 timestamps in common with the bars of "
                         f"{args.data or 'EURUSD'}; pass the --data the forecasts were made for")

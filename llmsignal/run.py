@@ -5,7 +5,8 @@
 is what ``llmsignal run --methods full,lora,adapter --quick`` does. Outputs in ``--out``: ``comparison.csv``,
 ``comparison.html``, ``predictions.csv`` (each bar's forecast, ``p_up``, ``sigma`` and quantiles of the next
 close), ``volatility.csv`` (each forecaster's sigma sizing one long position: "volatility that pays"),
-``tearsheets/<method>.html`` and ``timings.json``.
+``tearsheets/<key>.html`` (a row's key: ``method-strategy``, or the method with one strategy),
+``tearsheets/all.html`` (every row side by side) and ``timings.json``.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ from llmsignal.models.baselines import BASELINES, READS_RANGES, BaselineSkipped
 from llmsignal.models.entries import check_window_fits, entry_registry, train_entry
 from llmsignal.models.predictor import cached_predictions, check_forecasts_per_pass
 from llmsignal.models.registry import Entry
-from llmsignal.strategies import EnsembleStrategy, ThresholdStrategy
+from llmsignal.strategies import EnsembleStrategy, SideStrategy, ThresholdStrategy
 from llmsignal.tracking import Tracking
 
 DEFAULT_METHODS = ["full", "lora", "adapter", "scratch", "zero-shot"]
+# the threshold rule trades conviction only, and most tuned forecasts stay within its 0.5 bp; the side rule trades
+# every call the directional accuracy scores, so that every method's tearsheet has trades (docs/strategies.md)
+DEFAULT_STRATEGIES = [ThresholdStrategy, SideStrategy]
 # --budget converged: each method's learning rate times these, early stopping on the validation loss
 # (a 50-step probe picked LoRA's 3x rate on a planted AR(1), which led at step 50 and was worse from step 100 on)
 SEARCH = {"lr_factors": (1.0, 3.0), "probe_steps": 100, "eval_every": 25, "patience": 3, "steps": 1000,
@@ -66,7 +70,7 @@ class RunConfig:
     context: int = 48
     method_params: dict[str, dict] = field(default_factory=dict)
     strategies: list[tuple[str, type, dict]] = field(
-        default_factory=lambda: [("ThresholdStrategy", ThresholdStrategy, {})])
+        default_factory=lambda: [(cls.__name__, cls, {}) for cls in DEFAULT_STRATEGIES])
     costs: Costs = field(default_factory=Costs)
     force: bool = False
     resume: bool = False
@@ -331,7 +335,8 @@ def _outputs(config: RunConfig, table: pd.DataFrame, equities: dict, forecasters
                    else {}),
                 "base": f"{base.spec} ({base.fingerprint})",
                 "inputs": ", ".join(config.inputs),
-                "strategies": "; ".join(f"{label} {params or ''}" for label, _, params in config.strategies),
+                "strategies": "; ".join(f"{label} {params}" if params else label
+                                        for label, _, params in config.strategies),
                 "budget": config.describe_budget(), "batch size": train.batch_size, "seed": config.seed,
                 "precision": config.number_format().describe(),
                 "forecasts": _forecast_setting(config),

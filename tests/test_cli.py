@@ -1,9 +1,11 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from llmsignal.backtests.results import row_key
 from llmsignal.cli import main
 
 
@@ -15,7 +17,7 @@ def quick_run(tiny_base, tmp_path_factory):
     data = folder / "bars.csv"
     synthetic_bars(500).to_csv(data)
     code = main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
-                 "--out", str(folder / "out"), "--methods", "full,lora,adapter"])
+                 "--out", str(folder / "out"), "--methods", "full,lora,adapter", "--strategy", "ThresholdStrategy"])
     return code, folder, data
 
 
@@ -59,7 +61,7 @@ def test_run_writes_the_output_contract(quick_run):
         assert method in (out / "tearsheets" / f"{method}.html").read_text()
     page = (out / "comparison.html").read_text()
     assert "data:image/png;base64" in page and "tearsheets/lora.html" in page
-    assert "never held a position" not in (out / "tearsheets" / "all.html").read_text()
+    assert "tearsheets/all.html" in page and (out / "tearsheets" / "all.html").is_file()
     assert set(json.loads((out / "timings.json").read_text())) == {"data", "train", "predict", "backtest", "report"}
 
 
@@ -87,7 +89,7 @@ def test_faster_prediction_options_reuse_the_entry_and_are_recorded(quick_run, t
     assert main(["run", "--quick", "--data", str(data), "--base", tiny_base, "--registry", str(folder / "reg"),
                  "--out", str(out),
                  "--methods", "lora", "--forecasts-per-pass", "4", "--precision", "bfloat16"]) == 0
-    table = pd.read_csv(out / "comparison.csv").set_index("method")
+    table = pd.read_csv(out / "comparison.csv").drop_duplicates("method").set_index("method")
     exact = pd.read_csv(folder / "out" / "comparison.csv").set_index("method")
     assert table.loc["lora", "entry"] == exact.loc["lora", "entry"]  # the same tuned weights, not retrained
     settings = json.loads((out / "settings.json").read_text())["settings"]
@@ -194,9 +196,11 @@ def test_side_by_side_tearsheet_survives_a_large_grid(quick_run, tiny_base, tmp_
                  "--strategy-param", "ThresholdStrategy.threshold_bps=0"])
     table = pd.read_csv(out / "comparison.csv")
     assert code == 0 and len(table) == 3 * 9  # three methods and six baselines, under each strategy
-    traded = int((table["trades"] > 0).sum())
-    assert f"every row that traded ({min(traded, 9)})" in (out / "tearsheets" / "all.html").read_text()
-    assert ("beyond the 9 columns quantstats can draw" in (out / "comparison.html").read_text()) == (traded > 9)
+    keys = re.findall(r'data-key="([^"]*)"', (out / "tearsheets" / "all.html").read_text())
+    # every row, traded or not, and buy & hold (no key) under each strategy
+    assert sorted(k for k in keys if k) == sorted(row_key(m, s, 3) for m, s in zip(table["method"], table["strategy"],
+                                                                                   strict=True))
+    assert keys.count("") == 3 and all((out / "tearsheets" / f"{key}.html").is_file() for key in keys if key)
 
 
 def test_a_hyper_parameter_of_the_wrong_type_is_one_line(quick_run, tiny_base, tmp_path, capsys):
@@ -308,8 +312,8 @@ def test_a_metric_declared_once_appears_in_every_output(quick_run, tiny_base, tm
     assert "bars_scored" in pd.read_csv(tmp_path / "both" / "comparison.csv").columns
     assert main(["backtest", "--predictions", str(out / "predictions.csv"), "--method", "lora", "--data", str(data),
                  "--out", str(tmp_path / "bt")]) == 0
-    assert _strict(tmp_path / "bt" / "metrics.json")["bars_scored"] == table.set_index("method").loc["lora",
-                                                                                                   "bars_scored"]
+    lora = table.drop_duplicates("method").set_index("method").loc["lora"]  # the first strategy's row
+    assert _strict(tmp_path / "bt" / "metrics.json")["bars_scored"] == lora["bars_scored"]
     assert "bars_scored" in sweep.columns()
     rows = sweep.trial_rows(sweep.Trial("lora", 0, {}, str(data), [{"label": "ThresholdStrategy",
                                                                    "spec": "ThresholdStrategy", "params": {}}],
@@ -318,8 +322,6 @@ def test_a_metric_declared_once_appears_in_every_output(quick_run, tiny_base, tm
 
 
 def test_compare_of_two_runs_says_what_its_table_shows(quick_run, tiny_base, tmp_path, capsys):
-    import re
-
     from llmsignal.backtests.significance import holm
 
     _, folder, data = quick_run
@@ -424,15 +426,29 @@ def test_close_and_ohlc_inputs_make_a_row_per_method_and_kind(quick_run, tiny_ba
     assert "245 tokens, more than its 192 positions" in capsys.readouterr().err and not registry.exists()
     out = tmp_path / "both"
     assert main(["run", "--quick", "--data", str(data), "--registry", str(registry), "--out", str(out),
-                 "--methods", "full,lora,adapter", "--inputs", "close,ohlc"]) == 0  # the embedded base: 256 positions
+                 "--methods", "full,lora,adapter", "--inputs", "close,ohlc",
+                 "--strategy", "ThresholdStrategy"]) == 0  # the embedded base: 256 positions
     table = pd.read_csv(out / "comparison.csv")
     tuned = table[table["kind"] == "llm"]
     assert list(zip(tuned["method"], tuned["inputs"], strict=True)) == [
         ("full", "close"), ("lora", "close"), ("adapter", "close"),
         ("full-ohlc", "ohlc"), ("lora-ohlc", "ohlc"), ("adapter-ohlc", "ohlc")]
-    assert set(table.loc[table["kind"] == "baseline", "inputs"]) == {"close"}
+    baselines = table[table["kind"] == "baseline"]
+    assert dict(zip(baselines["method"], baselines["inputs"], strict=True)) == {
+        m: "ohlc" if m == "har-range" else "close" for m in baselines["method"]}
     assert tuned[["log_score", "crps"]].notna().all().all()
     entry = json.loads((registry / "bars-lora-ohlc" / "1" / "metadata.json").read_text())
     assert entry["inputs"] == "ohlc" and entry["codec"]["range_step"] > 0
     page = (out / "comparison.html").read_text()
     assert "Close against OHLC inputs" in page and "tearsheets/lora-ohlc.html" in page
+
+
+def test_by_default_run_trades_two_strategies_and_a_plain_param_reaches_those_that_take_it(tmp_path, capsys):
+    from llmsignal.cli import build_parser, run_config
+
+    config = run_config(build_parser().parse_args(["run", "--strategy-param", "threshold_bps=2",
+                                                   "--strategy-param", "stop_atr=3"]))
+    assert [(label, params) for label, _, params in config.strategies] == [
+        ("ThresholdStrategy", {"threshold_bps": 2.0, "stop_atr": 3.0}), ("SideStrategy", {"stop_atr": 3.0})]
+    assert main(["run", "--strategy-param", "nope=1", "--registry", str(tmp_path / "r")]) == 2
+    assert "ThresholdStrategy takes no parameter nope" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -13,7 +13,7 @@ from matplotlib.colors import to_hex
 from llmsignal.backtests import report
 from llmsignal.backtests.race import race_figure, race_findings, race_html, race_table, series_styles
 from llmsignal.backtests.report import recommendation
-from llmsignal.backtests.results import BENCHMARK
+from llmsignal.backtests.results import BENCHMARK, row_key
 from llmsignal.cli import main
 from llmsignal.compare import compare
 from tests.conftest import synthetic_bars
@@ -94,7 +94,7 @@ def test_the_page_shows_the_forecast_distributions(run_folder, browser):
     for picture in ("calibration", "volatility", "fan charts"):
         assert page.query_selector(f"img[alt='{picture}']") is not None, picture
     assert "Distributions: " in page.inner_text("#answer")
-    table = pd.read_csv(run_folder / "comparison.csv").set_index("method")
+    table = pd.read_csv(run_folder / "comparison.csv").drop_duplicates("method").set_index("method")
     shown = page.inner_text("#summary")
     assert "the reference of the distribution tests" in shown and table.loc["lora", "distribution_verdict"] in shown
     assert "har-range's" in table.loc["lora", "distribution_verdict"] and "har-range" in shown
@@ -116,22 +116,65 @@ def test_the_page_shows_what_each_sigma_earns_sizing_a_long_position(run_folder,
     assert errors == []
 
 
-def test_the_side_by_side_tearsheet_holds_every_row_that_traded_and_names_those_that_never_did(run_folder):
+def _keys(table: pd.DataFrame) -> list[str]:
+    strategies = table["strategy"].nunique()
+    return [row_key(m, s, strategies) for m, s in zip(table["method"], table["strategy"], strict=True)]
+
+
+def test_by_default_every_tuned_method_trades_under_one_strategy_at_least(run_folder):
     table = pd.read_csv(run_folder / "comparison.csv")
-    keys = table["key"] if "key" in table else table["method"]
-    traded = int((table["trades"] > 0).sum())
-    assert 0 < traded <= 9
-    assert f"every row that traded ({traded})" in (run_folder / "tearsheets" / "all.html").read_text()
-    # naive forecasts the last close: a threshold rule never trades it, so the page always has rows to leave out
-    assert table.loc[table["method"] == "naive", "trades"].tolist() == [0]
-    page = (run_folder / "comparison.html").read_text()
-    assert _left_out_never_traded(page) == set(keys[table["trades"] == 0])
+    assert sorted(table["strategy"].unique()) == ["SideStrategy", "ThresholdStrategy"]
+    tuned = table[table["kind"] == "llm"]
+    assert (tuned[tuned["strategy"] == "SideStrategy"]["trades"] > 0).all()
+    for key in _keys(table):  # and so every tuned method has a tearsheet drawn from trades
+        page = (run_folder / "tearsheets" / f"{key}.html").read_text()
+        assert ("never held a position" in page) == (table.loc[_keys(table).index(key), "trades"] == 0), key
 
 
-def _left_out_never_traded(page: str) -> set[str]:
-    """The rows the page's side-by-side note names as left out because they never traded."""
-    named = re.search(r"left out, never traded: ([^;)]*)", page)
-    return set(named.group(1).split(", ")) if named else set()
+@pytest.mark.parametrize("width", [390, 1366])
+def test_the_side_by_side_page_shows_every_row_and_fits_without_scrolling_sideways(run_folder, browser, width):
+    page, errors = _open(browser, run_folder / "tearsheets" / "all.html", width)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    for image in page.query_selector_all("img"):
+        assert image.bounding_box()["width"] <= width, image.get_attribute("alt")
+    table = pd.read_csv(run_folder / "comparison.csv")
+    shown = page.eval_on_selector_all("tr[data-key]", "rows => rows.map(r => r.dataset.key)")
+    assert sorted(k for k in shown if k) == sorted(_keys(table))  # the tuned methods, traded or not, and baselines
+    assert shown.count("") == table["strategy"].nunique()  # buy & hold under each strategy
+    for href in page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))"):
+        assert (run_folder / "tearsheets" / href).resolve().is_file(), href
+    assert errors == []
+
+
+def test_the_side_by_side_pages_sharpe_and_max_drawdown_are_comparison_csvs(run_folder, browser):
+    page, _ = _open(browser, run_folder / "tearsheets" / "all.html")
+    cells = page.eval_on_selector_all("tr[data-key]", """rows => rows.map(r => [r.dataset.key,
+        r.querySelector('td.sharpe').innerText, r.querySelector('td.max_drawdown').innerText])""")
+    shown = {key: (sharpe, drawdown) for key, sharpe, drawdown in cells if key}
+    table = pd.read_csv(run_folder / "comparison.csv")
+    assert len(shown) == len(table)
+    for key, (_, row) in zip(_keys(table), table.iterrows(), strict=True):
+        sharpe, drawdown = shown[key]
+        if row["trades"] > 0:
+            assert float(sharpe) == pytest.approx(row["sharpe"], abs=0.005), key
+        else:
+            assert sharpe == "–", key
+        assert float(drawdown.rstrip("%")) == pytest.approx(row["max_drawdown"] * 100, abs=0.005), key
+
+
+def test_the_terminal_answer_has_a_line_per_method_and_a_sharpe_column_per_strategy(run_folder):
+    table = pd.read_csv(run_folder / "comparison.csv")
+    lines = "\n".join(report.answer_lines(table)).splitlines()  # as the terminal prints them
+    assert len(lines) <= 15
+    header, *body = lines[lines.index("") + 1:]
+    assert "Threshold Sharpe (trades)" in header and "Side Sharpe (trades)" in header
+    assert [line.split()[0] for line in body] == [*table.loc[table["kind"] == "llm", "method"].unique(), "naive",
+                                                  "garch"]
+    side = table[table["strategy"] == "SideStrategy"].set_index("method")
+    for line in body:
+        method = line.split()[0]
+        assert f"({side.loc[method, 'trades']:,.0f})" in line, line
+    assert not any("edge" in line or "loses money" in line for line in body)  # the trading verdicts: the headline's
 
 
 def test_compare_builds_the_same_page(run_folder, tmp_path, browser):
@@ -164,11 +207,28 @@ def test_every_rows_sharpe_is_its_tearsheets(run_folder):
     table = pd.read_csv(run_folder / "comparison.csv")
     traded = table[table["trades"] > 0]
     assert len(traded)
-    for _, row in traded.iterrows():
-        page = (run_folder / "tearsheets" / f"{row['method']}.html").read_text()
+    for key, (_, row) in zip(_keys(table), table.iterrows(), strict=True):
+        if row["trades"] == 0:
+            continue
+        page = (run_folder / "tearsheets" / f"{key}.html").read_text()
         # the metrics table's columns: Metric, the benchmark, then the strategy
         shown = float(re.search(r"<td>Sharpe</td>\s*<td>-?[\d.]+</td>\s*<td>(-?[\d.]+)</td>", page).group(1))
         assert shown == pytest.approx(row["sharpe"], abs=0.006), row["method"]
+        figures = re.search(r'id="llmsignal-figures">(.*?)</p>', page, re.S).group(1)
+        assert f"max drawdown {row['max_drawdown']:.2%}" in figures and f"Sharpe {row['sharpe']:.2f}" in figures
+
+
+def test_a_tearsheet_of_a_short_test_has_no_empty_panels_no_missing_glyph_and_only_the_tests_months(run_folder):
+    table = pd.read_csv(run_folder / "comparison.csv")
+    key = _keys(table)[int(np.argmax(table["trades"].to_numpy()))]
+    page = (run_folder / "tearsheets" / f"{key}.html").read_text()
+    assert "\ufe6a" not in page and "CAGR" in page  # quantstats' "CAGR﹪": a box in most fonts
+    assert 'id="rolling_' not in page  # half-year windows on a test of days: empty panels dated 1970
+    assert "qtpylib.io" not in page  # an offline page fetches nothing
+    equity = pd.read_csv(run_folder / "equity.csv", index_col=0, parse_dates=[0])[key].dropna()
+    months = re.findall(r"<td>(\w{3} \d{4})</td>", page)
+    assert months == list(dict.fromkeys(equity.index.strftime("%b %Y")))  # no 0.00 for months outside the test
+    assert 'alt="drawdown"' in page
 
 
 # The figures, drawn directly: where each legend sits, how many colours, the y range, the gaps, untrained methods.

@@ -11,6 +11,7 @@ from llmsignal.strategies import (
     EnsembleStrategy,
     LLMSignalStrategy,
     ProbabilityStrategy,
+    SideStrategy,
     SignalFeed,
     StrategyError,
     ThresholdStrategy,
@@ -108,6 +109,17 @@ def test_an_init_without_super_is_named(bars):
 def test_exposure_outside_the_range_is_an_error(bars):
     with pytest.raises(StrategyError, match=r"exposure 2.0; it must be in \[-1, 1\]"):
         run_backtest(signal_frame(bars, _forecasts(bars, 1.0)), OutOfRange)
+
+
+def test_the_side_strategy_holds_the_forecasts_side_however_small_where_the_threshold_stays_flat(bars):
+    tiny = np.where(np.arange(len(bars)) // 50 % 2 == 0, 1 + 2e-5, 1 - 2e-5)  # 0.2 bp up, then down, 50 bars each
+    frame = signal_frame(bars, _forecasts(bars, tiny))
+    side = _run(frame, SideStrategy)
+    assert run_backtest(frame, ThresholdStrategy).trades == 0  # all within the 0.5 bp threshold
+    held = np.sign(np.cumsum([size for _, _, size in side.fills]))  # the position after each fill
+    sides = [int(s) for i, s in enumerate(held) if i == 0 or s != held[i - 1]]
+    assert sides == [1, -1] * (len(bars) // 100) and 0 not in held  # long first, short at each switch, never flat
+    assert run_backtest(signal_frame(bars, _forecasts(bars, 1.0)), SideStrategy).trades == 0  # no call, no trade
 
 
 # --- shipped strategies, ATR exits, lots and swap --------------------------------------------------------------

@@ -75,13 +75,13 @@ def test_the_three_forms_of_spec(user_file, tmp_path, monkeypatch):
     assert load_strategy("userpkg.fade:Contrarian").__name__ == "Contrarian"
     monkeypatch.chdir(user_file.parent)
     assert load_strategy("my_strategy.py:Contrarian").__name__ == "Contrarian"  # a relative path
-    assert set(shipped_strategies()) == {"EnsembleStrategy", "ProbabilityStrategy", "ThresholdStrategy",
+    assert set(shipped_strategies()) == {"EnsembleStrategy", "ProbabilityStrategy", "SideStrategy", "ThresholdStrategy",
                                          "VolatilityTargetStrategy"}
 
 
 @pytest.mark.parametrize(("spec", "message"), [
     ("Threshold", r"unknown strategy 'Threshold'; shipped strategies: EnsembleStrategy, ProbabilityStrategy, "
-                  r"ThresholdStrategy, VolatilityTargetStrategy"),
+                  r"SideStrategy, ThresholdStrategy, VolatilityTargetStrategy"),
     ("{dir}/missing.py:Contrarian", r"strategy file .*missing.py does not exist"),
     ("{file}:Momentum", r"defines no Momentum; strategies there: Contrarian"),
     ("{file}:NotAStrategy", r"NotAStrategy is not a subclass of llmsignal.strategies.LLMSignalStrategy"),

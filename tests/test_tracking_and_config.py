@@ -81,7 +81,7 @@ def test_a_run_is_tracked_in_mlflow_and_read_back(tiny_base, bars_file, tmp_path
     mlflow = pytest.importorskip("mlflow")
     store = tmp_path / "mlruns"
     assert main(["-q", "run", "--quick", "--data", str(bars_file), "--base", tiny_base, "--methods", "lora,adapter",
-                 "--registry", str(tmp_path / "reg"), "--out", str(tmp_path / "out"),
+                 "--registry", str(tmp_path / "reg"), "--out", str(tmp_path / "out"), "--strategy", "ThresholdStrategy",
                  "--track", f"mlflow:{store}"]) == 0
     mlflow.set_tracking_uri(store.as_uri())
     runs = mlflow.search_runs(experiment_names=["llmsignal"])
