@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/adapter_ablation.py [--steps 300] [--variants adapter,lora-init,...] [--seeds 0]
 
-Every variant trains from the same frozen embedded base on the same planted series (``fair_race.ar1_bars``:
+Every variant trains from the same frozen embedded base on the same planted series (``synthetic.ar1_bars``:
 phi = -0.6, 3,000 hourly bars; the best forecaster calls direction about 70% of the time) for the same number of
 steps and learning-rate schedule as the race's "steps" budget; only the adapter changes, one knob at a time from
 the shipped ``adapter`` (Pfeiffer, reduction 16, relu, down projection at std 0.01 and up at zero): its width,
@@ -25,7 +25,7 @@ import pandas as pd
 if __package__ in (None, ""):  # run as a script: the repo root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.fair_race import ar1_bars
+from benchmarks.synthetic import ar1_bars
 from llmsignal.backtests.metrics import direction
 from llmsignal.finetune.bars import Split, split_bars
 from llmsignal.finetune.base import Base, load_base

@@ -24,7 +24,7 @@ import torch
 if __package__ in (None, ""):  # run as a script: the repo root holds the benchmarks package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.fair_race import ar1_bars
+from benchmarks.synthetic import ar1_bars
 from llmsignal.finetune.base import load_base
 from llmsignal.finetune.codec import PriceCodec, TokenTable
 from llmsignal.finetune.precision import cpu_name

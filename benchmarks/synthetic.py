@@ -1,4 +1,5 @@
-"""Synthetic hourly bars for the benchmarks and the tests: a random walk, the same for the same seed."""
+"""Synthetic hourly bars for the benchmarks and the tests (a random walk, a planted AR(1), stochastic volatility),
+the same for the same seed."""
 
 from __future__ import annotations
 
@@ -18,6 +19,19 @@ def synthetic_bars(n: int = 600, seed: int = 1, start: str = "2020-01-01") -> pd
     return pd.DataFrame({"Open": open_, "High": np.maximum(open_, close) * 1.0005,
                          "Low": np.minimum(open_, close) * 0.9995, "Close": close,
                          "Volume": rng.integers(100, 1000, n)}, index=index)
+
+
+def ar1_bars(n: int = 3000, phi: float = -0.6, sigma: float = 1e-3, seed: int = 0) -> pd.DataFrame:
+    """Hourly bars whose log returns follow r_t = phi * r_(t-1) + e_t."""
+    rng = np.random.default_rng(seed)
+    shocks, returns = rng.normal(0, sigma, n), np.zeros(n)
+    for t in range(1, n):
+        returns[t] = phi * returns[t - 1] + shocks[t]
+    close = 1.1 * np.exp(np.cumsum(returns))
+    open_ = np.r_[close[0], close[:-1]]
+    return pd.DataFrame({"open": open_, "high": np.maximum(open_, close) * 1.0002,
+                         "low": np.minimum(open_, close) * 0.9998, "close": close, "volume": 1.0},
+                        index=pd.date_range("2020-01-01", periods=n, freq="h", name="timestamp"))
 
 
 def loaded_bars(n: int = 600, seed: int = 1) -> pd.DataFrame:

@@ -252,3 +252,15 @@ def test_the_synthetic_bars_read_from_their_file_are_the_loaded_bars(tmp_path):
     read, loaded = load_bars(tmp_path / "bars.csv"), loaded_bars(300, seed=4)
     pd.testing.assert_frame_equal(read, loaded, check_dtype=False, check_freq=False, rtol=1e-12)
     assert not loaded.equals(loaded_bars(300, seed=5))
+
+
+@pytest.mark.parametrize(("method", "reweights"), [("full", True), ("lora", True), ("adapter", False),
+                                                   ("houlsby", False), ("parallel", False), ("ia3", False)])
+def test_the_race_tells_which_methods_can_reweight_attention(tiny_base, method, reweights):
+    """The race's reason for a method short of the target rests on this split: LoRA and full change attention's
+    projections; IA3 only rescales them and bottleneck adapters sit beside them."""
+    from benchmarks.fair_race import reweights_attention
+    from llmsignal.finetune.base import load_base
+    from llmsignal.finetune.methods import get_model, make_method
+
+    assert reweights_attention(get_model(load_base(tiny_base).model, make_method(method))) == reweights
