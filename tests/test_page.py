@@ -169,7 +169,7 @@ def test_the_terminal_answer_has_a_line_per_method_and_a_sharpe_column_per_strat
     header, *body = lines[lines.index("") + 1:]
     assert "Threshold Sharpe (trades)" in header and "Side Sharpe (trades)" in header
     assert [line.split()[0] for line in body] == [*table.loc[table["kind"] == "llm", "method"].unique(), "naive",
-                                                  "garch"]
+                                                  "garch", "har-range"]
     side = table[table["strategy"] == "SideStrategy"].set_index("method")
     for line in body:
         method = line.split()[0]

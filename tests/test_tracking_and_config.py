@@ -1,5 +1,6 @@
 """MLflow tracking, run config files, and the CLI habits people expect."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -142,7 +143,8 @@ def test_quiet_silences_mlflows_own_log_lines(tmp_path):
         argv = [sys.executable, "-m", "llmsignal", *(["-q"] if quiet else []), "run", "--methods", "nope",
                 "--track", f"mlflow:{tmp_path / f'store-{quiet}'}", "--registry", str(tmp_path / "reg"),
                 "--out", str(tmp_path / "out")]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_LOGGING_LEVEL", "TQDM_DISABLE")}
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)  # as a shell starts it
         lines[quiet] = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2 and lines[quiet][-1].startswith("llmsignal: error:")
     assert lines[True] == lines[False][-1:] and len(lines[False]) > 1  # MLflow speaks unless told not to
